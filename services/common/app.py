@@ -1,0 +1,124 @@
+"""App factory shared by both services: middleware, error envelope, health, readiness, metrics."""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.common.auth import KeyRing
+from services.common.errors import install_error_handlers
+from services.common.health import DependencyCheck, check_readiness
+from services.common.logging import configure_logging, request_id_var
+from services.common.metrics import HTTP_LATENCY, HTTP_REQUESTS, metrics_response
+from services.common.settings import CommonSettings
+
+log = logging.getLogger("docqa.access")
+
+_QUIET_PATHS = {"/healthz", "/readyz", "/metrics"}
+
+
+class Lifespan(Protocol):
+    def __call__(self, app: FastAPI) -> AbstractAsyncContextManager[None]: ...
+
+
+class RequestContextMiddleware:
+    """Request id in and out, one access-log line and metrics per request.
+
+    Plain ASGI rather than BaseHTTPMiddleware, so streamed responses pass through untouched and a
+    client disconnect still reaches the endpoint.
+    """
+
+    def __init__(self, app: ASGIApp, *, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode()[:128]
+        request_id = incoming or uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            self._record(scope, status_holder["status"], time.perf_counter() - started)
+            request_id_var.reset(token)
+
+    def _record(self, scope: Scope, status: int, elapsed: float) -> None:
+        route = scope.get("route")
+        route_path = getattr(route, "path", "unmatched")
+        method = scope.get("method", "")
+        HTTP_REQUESTS.labels(self.service, method, route_path, str(status)).inc()
+        HTTP_LATENCY.labels(self.service, method, route_path).observe(elapsed)
+        if scope.get("path") not in _QUIET_PATHS or status >= 400:
+            log.info(
+                "request",
+                extra={
+                    "method": method,
+                    "path": scope.get("path"),
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 1),
+                },
+            )
+
+
+def _ops_router() -> APIRouter:
+    router = APIRouter(tags=["ops"])
+
+    @router.get("/healthz", summary="The process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Every dependency this service needs is reachable")
+    async def readyz(request: Request) -> JSONResponse:
+        checks: Sequence[DependencyCheck] = getattr(request.app.state, "readiness_checks", ())
+        code, body = await check_readiness(checks)
+        return JSONResponse(body, status_code=code)
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Any:
+        return metrics_response()
+
+    return router
+
+
+def create_app(
+    *,
+    title: str,
+    service: str,
+    settings: CommonSettings,
+    lifespan: Lifespan,
+    routers: Sequence[APIRouter],
+) -> FastAPI:
+    configure_logging(settings.log_level, json_logs=settings.log_json)
+    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.keyring = KeyRing(
+        query_keys=settings.auth.query_keys, admin_keys=settings.auth.admin_keys
+    )
+    app.state.readiness_checks = ()
+    install_error_handlers(app)
+    app.add_middleware(RequestContextMiddleware, service=service)
+    app.include_router(_ops_router())
+    for router in routers:
+        app.include_router(router)
+    return app

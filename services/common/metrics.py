@@ -1,0 +1,30 @@
+"""Prometheus metrics shared by both services (one registry per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from starlette.responses import Response
+
+HTTP_REQUESTS = Counter(
+    "docqa_http_requests_total", "HTTP requests served", ["service", "method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "docqa_http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+QUERY_STAGE_SECONDS = Histogram(
+    "docqa_query_stage_seconds",
+    "Time spent in each stage of answering a question",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+INGESTED_DOCUMENTS = Counter(
+    "docqa_ingested_documents_total", "Documents processed by ingestion", ["outcome"]
+)
+INGESTED_CHUNKS = Counter("docqa_ingested_chunks_total", "Chunks written to Milvus")
+
+
+def metrics_response() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
