@@ -24,6 +24,9 @@ CHUNK_ID: Final = "chunk_id"
 DOC_ID: Final = "doc_id"
 CONTENT_HASH: Final = "content_hash"
 CHUNK_INDEX: Final = "chunk_index"
+CHUNK_COUNT: Final = (
+    "chunk_count"  # chunks of the whole document: tells a complete write from a cut one
+)
 TEXT: Final = "text"
 ANALYZED_TEXT: Final = "analyzed_text"  # BM25 input: app-side analyzed terms, space-joined
 DENSE: Final = "dense"
@@ -31,7 +34,7 @@ SPARSE: Final = "sparse"  # BM25 output, computed by Milvus from ANALYZED_TEXT
 METADATA: Final = "metadata"  # JSON: see METADATA_KEYS
 
 METADATA_KEYS: Final = ("title", "source", "page", "section", "char_start", "char_end")
-OUTPUT_FIELDS: Final = [CHUNK_ID, DOC_ID, CONTENT_HASH, CHUNK_INDEX, TEXT, METADATA]
+OUTPUT_FIELDS: Final = [CHUNK_ID, DOC_ID, CONTENT_HASH, CHUNK_INDEX, CHUNK_COUNT, TEXT, METADATA]
 
 MAX_TEXT_CHARS: Final = (
     16_000  # VARCHAR max_length counts bytes in Milvus: Korean is 3 bytes a char
@@ -80,6 +83,7 @@ def build_schema(dim: int) -> Any:
     schema.add_field(DOC_ID, DataType.VARCHAR, max_length=MAX_DOC_ID_CHARS * 4)
     schema.add_field(CONTENT_HASH, DataType.VARCHAR, max_length=64)
     schema.add_field(CHUNK_INDEX, DataType.INT64)
+    schema.add_field(CHUNK_COUNT, DataType.INT64)
     schema.add_field(TEXT, DataType.VARCHAR, max_length=MAX_TEXT_BYTES)
     schema.add_field(
         ANALYZED_TEXT,

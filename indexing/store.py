@@ -36,6 +36,8 @@ class Hit:
 class StoredChunk:
     chunk_id: str
     content_hash: str
+    chunk_index: int
+    chunk_count: int
 
 
 class ChunkStore:
@@ -124,9 +126,22 @@ class ChunkStore:
             self._client.query,
             name,
             filter=f"{schema.DOC_ID} == {quote(doc_id)}",
-            output_fields=[schema.CHUNK_ID, schema.CONTENT_HASH],
+            output_fields=[
+                schema.CHUNK_ID,
+                schema.CONTENT_HASH,
+                schema.CHUNK_INDEX,
+                schema.CHUNK_COUNT,
+            ],
         )
-        return [StoredChunk(row[schema.CHUNK_ID], row[schema.CONTENT_HASH]) for row in rows]
+        return [
+            StoredChunk(
+                row[schema.CHUNK_ID],
+                row[schema.CONTENT_HASH],
+                int(row[schema.CHUNK_INDEX]),
+                int(row[schema.CHUNK_COUNT]),
+            )
+            for row in rows
+        ]
 
     async def count(self, collection: str, expr: str = "") -> int:
         name = await self.require(collection)

@@ -200,6 +200,18 @@ def _require_production_keys(name: str, keys: list[SecretStr]) -> None:
 class IndexingSettings(CommonSettings):
     server: ServerSettings = ServerSettings(port=8001)
     ingest_workers: int = Field(2, ge=1, le=64, description="jobs processed at once")
+    chunk_max_tokens: int = Field(
+        480, ge=32, le=8192, description="chunk size bound, in embedder tokens"
+    )
+
+    @model_validator(mode="after")
+    def _chunks_fit_embedder(self) -> IndexingSettings:
+        if self.chunk_max_tokens > self.embedder.max_tokens - 8:
+            raise ValueError(
+                "DOCQA_CHUNK_MAX_TOKENS must leave room for the embedder's special tokens "
+                f"(at most DOCQA_EMBEDDER_MAX_TOKENS - 8 = {self.embedder.max_tokens - 8})"
+            )
+        return self
 
 
 class QuerySettings(CommonSettings):

@@ -1,0 +1,239 @@
+"""Ingestion jobs in Redis: a queue, a state machine, progress counts and per-document errors.
+
+A job is claimed by moving its id from the queue list to the processing list in one atomic
+``LMOVE``, so a worker that dies mid-job leaves the id in the processing list; the next worker to
+start puts it back on the queue. Re-running a job is safe: unchanged documents are skipped and
+chunk ids are stable, so nothing is duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+
+from indexing.errors import DocqaError, JobNotFound
+from indexing.pipeline import DocumentOutcome, IngestionPipeline, SourceDocument
+
+log = logging.getLogger(__name__)
+
+JobState = Literal["queued", "running", "succeeded", "failed", "partial"]
+FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "partial"})
+MAX_ERRORS_KEPT = 200
+
+
+class JobStore:
+    def __init__(self, redis: Redis, prefix: str, *, ttl_s: int = 7 * 24 * 3600) -> None:
+        self._redis = redis
+        self._prefix = prefix
+        self._ttl = ttl_s
+
+    def _job_key(self, job_id: str) -> str:
+        return f"{self._prefix}:job:{job_id}"
+
+    def _payload_key(self, job_id: str) -> str:
+        return f"{self._prefix}:job:{job_id}:documents"
+
+    @property
+    def queue_key(self) -> str:
+        return f"{self._prefix}:jobs:queue"
+
+    @property
+    def processing_key(self) -> str:
+        return f"{self._prefix}:jobs:processing"
+
+    async def create(self, collection: str, documents: Sequence[SourceDocument]) -> str:
+        job_id = uuid.uuid4().hex
+        record = {
+            "job_id": job_id,
+            "collection": collection,
+            "state": "queued",
+            "created_at": time.time(),
+            "total": len(documents),
+            "attempts": 0,
+        }
+        payload = json.dumps([dataclasses.asdict(d) for d in documents], ensure_ascii=False)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._payload_key(job_id), payload, ex=self._ttl)
+            pipe.hset(self._job_key(job_id), mapping=_encode(record))
+            pipe.expire(self._job_key(job_id), self._ttl)
+            pipe.rpush(self.queue_key, job_id)
+            await pipe.execute()
+        return job_id
+
+    async def get(self, job_id: str) -> dict[str, Any]:
+        raw = await self._redis.hgetall(self._job_key(job_id))
+        if not raw:
+            raise JobNotFound(f"job {job_id!r} does not exist (or has expired)")
+        return _decode(raw)
+
+    async def documents(self, job_id: str) -> list[SourceDocument]:
+        payload = await self._redis.get(self._payload_key(job_id))
+        if payload is None:
+            return []
+        return [_document_from_dict(d) for d in json.loads(payload)]
+
+    async def claim(self, wait_s: float) -> str | None:
+        job_id = await self._redis.blmove(
+            self.queue_key, self.processing_key, wait_s, "LEFT", "RIGHT"
+        )
+        return _text(job_id) if job_id is not None else None
+
+    async def requeue_orphans(self) -> int:
+        """Jobs left in the processing list by a worker that died go back to the queue."""
+        moved = 0
+        while await self._redis.lmove(self.processing_key, self.queue_key, "RIGHT", "LEFT"):
+            moved += 1
+        return moved
+
+    async def start_attempt(self, job_id: str) -> None:
+        key = self._job_key(job_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                key,
+                mapping=_encode(
+                    {
+                        "state": "running",
+                        "started_at": time.time(),
+                        "processed": 0,
+                        "indexed": 0,
+                        "unchanged": 0,
+                        "failed": 0,
+                        "chunks": 0,
+                        "errors": [],
+                    }
+                ),
+            )
+            pipe.hincrby(key, "attempts", 1)
+            await pipe.execute()
+
+    async def record(self, job_id: str, outcome: DocumentOutcome) -> None:
+        key = self._job_key(job_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, "processed", 1)
+            pipe.hincrby(key, outcome.outcome, 1)
+            pipe.hincrby(key, "chunks", outcome.chunks if outcome.outcome == "indexed" else 0)
+            await pipe.execute()
+        if outcome.error:
+            job = await self.get(job_id)
+            errors = list(job.get("errors") or [])
+            if len(errors) < MAX_ERRORS_KEPT:
+                errors.append({"doc_id": outcome.doc_id, "error": outcome.error})
+                await self._redis.hset(key, "errors", json.dumps(errors, ensure_ascii=False))
+
+    async def finish(self, job_id: str, state: JobState, *, error: str | None = None) -> None:
+        fields: dict[str, Any] = {"state": state, "finished_at": time.time()}
+        if error:
+            fields["error"] = error
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._job_key(job_id), mapping=_encode(fields))
+            pipe.lrem(self.processing_key, 0, job_id)
+            if state in FINAL_STATES:
+                pipe.delete(self._payload_key(job_id))
+            await pipe.execute()
+
+    async def retry_later(self, job_id: str, error: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self._job_key(job_id), mapping=_encode({"state": "queued", "error": error}))
+            pipe.lrem(self.processing_key, 0, job_id)
+            pipe.rpush(self.queue_key, job_id)
+            await pipe.execute()
+
+
+class JobWorker:
+    """Runs queued jobs with bounded concurrency inside the indexing service."""
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        pipeline: IngestionPipeline,
+        *,
+        concurrency: int = 2,
+        max_attempts: int = 5,
+        retry_delay_s: float = 2.0,
+    ) -> None:
+        self._jobs = jobs
+        self._pipeline = pipeline
+        self._concurrency = concurrency
+        self._max_attempts = max_attempts
+        self._retry_delay_s = retry_delay_s
+
+    async def run(self) -> None:
+        moved = await self._jobs.requeue_orphans()
+        if moved:
+            log.info("resuming interrupted jobs", extra={"jobs": moved})
+        await asyncio.gather(*(self._loop() for _ in range(self._concurrency)))
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                job_id = await self._jobs.claim(wait_s=1.0)
+            except (ConnectionError, OSError) as exc:
+                log.warning("job queue unreachable", extra={"error": str(exc)})
+                await asyncio.sleep(self._retry_delay_s)
+                continue
+            if job_id is not None:
+                await self.run_job(job_id)
+
+    async def run_job(self, job_id: str) -> None:
+        try:
+            job = await self._jobs.get(job_id)
+        except JobNotFound:
+            await self._jobs.finish(job_id, "failed", error="job record expired")
+            return
+        await self._jobs.start_attempt(job_id)
+        documents = await self._jobs.documents(job_id)
+        try:
+            outcomes = await self._pipeline.ingest(
+                job["collection"],
+                documents,
+                on_document=lambda outcome: self._jobs.record(job_id, outcome),
+            )
+        except (DocqaError, ConnectionError, OSError) as exc:
+            await self._after_failure(job_id, int(job.get("attempts", 0)) + 1, exc)
+            return
+        await self._jobs.finish(job_id, final_state(outcomes))
+
+    async def _after_failure(self, job_id: str, attempts: int, exc: Exception) -> None:
+        message = getattr(exc, "message", None) or str(exc)
+        if isinstance(exc, DocqaError) and exc.http_status < 500:
+            await self._jobs.finish(job_id, "failed", error=message)
+        elif attempts >= self._max_attempts:
+            await self._jobs.finish(
+                job_id, "failed", error=f"gave up after {attempts} attempts: {message}"
+            )
+        else:
+            log.warning("job will be retried", extra={"job_id": job_id, "error": message})
+            await asyncio.sleep(self._retry_delay_s)
+            await self._jobs.retry_later(job_id, message)
+
+
+def final_state(outcomes: Sequence[DocumentOutcome]) -> JobState:
+    failed = sum(1 for o in outcomes if o.outcome == "failed")
+    if failed == 0:
+        return "succeeded"
+    return "failed" if failed == len(outcomes) else "partial"
+
+
+def _document_from_dict(data: dict[str, Any]) -> SourceDocument:
+    page_starts = data.get("page_starts")
+    return SourceDocument(**{**data, "page_starts": tuple(page_starts) if page_starts else None})
+
+
+def _encode(mapping: dict[str, Any]) -> dict[str, str]:
+    return {k: json.dumps(v, ensure_ascii=False) for k, v in mapping.items()}
+
+
+def _decode(raw: dict[Any, Any]) -> dict[str, Any]:
+    return {_text(k): json.loads(_text(v)) for k, v in raw.items()}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

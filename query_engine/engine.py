@@ -1,0 +1,146 @@
+"""The docqa query engine: retrieve → pack a prompt → stream the LLM → check grounding.
+
+A LlamaIndex ``CustomQueryEngine``, so ``await engine.aquery(question)`` returns a LlamaIndex
+``Response`` whose ``source_nodes`` are the numbered sources the LLM saw (source ``[n]`` is
+``source_nodes[n - 1]``) and whose ``metadata`` carries the grounding result and timings. The
+streaming path shares the same steps through :meth:`DocqaQueryEngine.prepare` and
+:meth:`DocqaQueryEngine.stream_tokens`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from llama_index.core.base.response.schema import Response
+from llama_index.core.bridge.pydantic import Field
+from llama_index.core.llms import LLM, ChatMessage
+from llama_index.core.query_engine import CustomQueryEngine
+from llama_index.core.schema import NodeWithScore, QueryBundle
+
+from indexing.analysis import detect_language
+from query_engine.grounding import GroundingPolicy, apply_policy, check_grounding
+from query_engine.prompts import (
+    PromptSource,
+    build_messages,
+    estimate_llm_tokens,
+    not_found_answer,
+    pack_sources,
+)
+from query_engine.retrieval import HybridRetriever
+
+_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    context_window: int = 2048
+    max_answer_tokens: int = 256
+    grounding_policy: GroundingPolicy = "flag"
+
+
+@dataclass
+class PreparedQuery:
+    question: str
+    language: str
+    nodes: list[NodeWithScore]
+    messages: list[ChatMessage]
+    not_found: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)
+    started: float = field(default_factory=time.perf_counter)
+
+
+class DocqaQueryEngine(CustomQueryEngine):
+    retriever: HybridRetriever = Field(description="hybrid retriever bound to one collection")
+    llm: LLM = Field(description="the LLM (the vLLM pool) that writes the answer")
+    config: EngineConfig = Field(default_factory=EngineConfig)
+
+    def custom_query(self, query_str: str) -> Response:
+        return asyncio.run(self.acustom_query(query_str))
+
+    async def acustom_query(self, query_str: str) -> Response:
+        prepared = await self.prepare(query_str)
+        parts = [token async for token in self.stream_tokens(prepared)]
+        return self.finish(prepared, "".join(parts))
+
+    async def prepare(self, question: str) -> PreparedQuery:
+        started = time.perf_counter()
+        nodes = await self.retriever.aretrieve(QueryBundle(question))
+        trace = self.retriever.trace
+        language = detect_language(question)
+        timings = {
+            "embed": trace.embed_ms,
+            "retrieve": (time.perf_counter() - started) * 1000,
+        }
+        if not trace.relevant or not nodes:
+            return PreparedQuery(question, language, [], [], True, timings, started)
+        sources = [_prompt_source(n, node) for n, node in enumerate(nodes, start=1)]
+        budget = self.config.context_window - self.config.max_answer_tokens
+        packed = pack_sources(question, sources, budget_tokens=budget, count_tokens=estimate_llm_tokens)
+        kept = [_with_text(nodes[s.n - 1], s.text) for s in packed]
+        messages = build_messages(question, packed)
+        return PreparedQuery(question, language, kept, messages, False, timings, started)
+
+    async def stream_tokens(self, prepared: PreparedQuery) -> AsyncIterator[str]:
+        """Answer tokens as the LLM writes them; the canned answer when nothing was relevant."""
+        if prepared.not_found:
+            yield not_found_answer(prepared.language)
+            return
+        llm_started = time.perf_counter()
+        first = True
+        stream = await self.llm.astream_chat(prepared.messages)
+        async for chunk in stream:
+            if first:
+                prepared.timings_ms["llm_first_token"] = (time.perf_counter() - llm_started) * 1000
+                first = False
+            if chunk.delta:
+                yield chunk.delta
+        prepared.timings_ms["llm_total"] = (time.perf_counter() - llm_started) * 1000
+
+    def finish(self, prepared: PreparedQuery, raw_answer: str) -> Response:
+        answer = raw_answer.strip() or not_found_answer(prepared.language)
+        sources = {n: node.node.get_content() for n, node in enumerate(prepared.nodes, start=1)}
+        grounding = check_grounding(answer, sources)
+        refusal = not_found_answer(prepared.language)
+        final = apply_policy(answer, grounding, self.config.grounding_policy, refusal=refusal)
+        prepared.timings_ms["total"] = (time.perf_counter() - prepared.started) * 1000
+        metadata: dict[str, Any] = {
+            "language": prepared.language,
+            "not_found": prepared.not_found,
+            "grounding": grounding.to_dict(),
+            "cited": sorted(cited_numbers(final) & set(sources)),
+            "timings_ms": {k: round(v, 2) for k, v in prepared.timings_ms.items()},
+        }
+        return Response(response=final, source_nodes=prepared.nodes, metadata=metadata)
+
+
+def cited_numbers(answer: str) -> set[int]:
+    numbers: set[int] = set()
+    for match in _CITATION.finditer(answer):
+        numbers.update(int(part) for part in match.group(1).split(","))
+    return numbers
+
+
+def _prompt_source(n: int, node: NodeWithScore) -> PromptSource:
+    metadata = node.node.metadata
+    return PromptSource(
+        n=n,
+        title=str(metadata.get("title") or ""),
+        section=str(metadata.get("section") or ""),
+        text=node.node.get_content(),
+    )
+
+
+def _with_text(node: NodeWithScore, text: str) -> NodeWithScore:
+    """The node as the LLM saw it (packing may have cut its text)."""
+    if text == node.node.get_content():
+        return node
+    copy = node.node.model_copy()
+    copy.set_content(text)
+    return NodeWithScore(node=copy, score=node.score)
+
+

@@ -1,0 +1,110 @@
+"""Prompts: a stable system prompt first (so vLLM's prefix cache is reused across questions), then
+the numbered sources, then the question.
+
+Bump ``PROMPT_VERSION`` whenever the wording changes: it is part of the answer-cache key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from llama_index.core.llms import ChatMessage, MessageRole
+
+PROMPT_VERSION = "2"
+
+NOT_FOUND_ANSWERS = {
+    "ko": "제공된 문서에서 답을 찾을 수 없습니다.",
+    "en": "I could not find this in the documents.",
+}
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered sources given with each question.\n"
+    "Rules:\n"
+    "1. Use only facts stated in the sources. Never add outside knowledge.\n"
+    "2. After each sentence, cite the sources it uses as [1], [2].\n"
+    "3. Answer in the same language as the question (Korean question: answer in Korean).\n"
+    "4. Keep the answer short and copy numbers, dates and names exactly as the sources write them.\n"
+    f"5. If the sources do not contain the answer, reply only: \"{NOT_FOUND_ANSWERS['en']}\" "
+    f"(in Korean: \"{NOT_FOUND_ANSWERS['ko']}\")."
+)
+
+
+@dataclass(frozen=True)
+class PromptSource:
+    n: int
+    title: str
+    section: str
+    text: str
+
+
+def not_found_answer(language: str) -> str:
+    return NOT_FOUND_ANSWERS.get(language, NOT_FOUND_ANSWERS["en"])
+
+
+def estimate_llm_tokens(text: str) -> int:
+    """A safe upper bound on tokens for an English-centric byte-level BPE (SmolLM2, Llama, …).
+
+    Hangul syllables are 3 UTF-8 bytes that such vocabularies rarely merge, so they count as up to
+    3 tokens; Latin text averages about 4 characters a token, counted here as 3 to stay safe.
+    """
+    hangul = sum(1 for ch in text if "\uac00" <= ch <= "\ud7a3")
+    return 4 + 3 * hangul + (len(text) - hangul + 2) // 3
+
+
+def source_header(source: PromptSource) -> str:
+    label = source.title or "untitled"
+    if source.section:
+        label += f" — {source.section}"
+    return f"[{source.n}] {label}"
+
+
+def format_sources(sources: Sequence[PromptSource]) -> str:
+    return "\n\n".join(f"{source_header(s)}\n{s.text.strip()}" for s in sources)
+
+
+def user_message(question: str, sources: Sequence[PromptSource]) -> str:
+    return f"Sources:\n\n{format_sources(sources)}\n\nQuestion: {question.strip()}\nAnswer:"
+
+
+def build_messages(question: str, sources: Sequence[PromptSource]) -> list[ChatMessage]:
+    return [
+        ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT),
+        ChatMessage(role=MessageRole.USER, content=user_message(question, sources)),
+    ]
+
+
+def pack_sources(
+    question: str,
+    sources: Sequence[PromptSource],
+    *,
+    budget_tokens: int,
+    count_tokens: Callable[[str], int] = estimate_llm_tokens,
+) -> list[PromptSource]:
+    """Keep sources, best first, while the prompt fits ``budget_tokens``; the first source that
+    does not fit whole is cut at a line or character boundary so the best evidence is never lost."""
+    used = count_tokens(SYSTEM_PROMPT) + count_tokens(user_message(question, []))
+    packed: list[PromptSource] = []
+    for source in sources:
+        cost = count_tokens(source_header(source)) + count_tokens(source.text) + 2
+        if used + cost <= budget_tokens:
+            packed.append(source)
+            used += cost
+            continue
+        room = budget_tokens - used - count_tokens(source_header(source)) - 2
+        if room > 32:
+            packed.append(_truncated(source, room, count_tokens))
+        break
+    return packed
+
+
+def _truncated(source: PromptSource, room: int, count_tokens: Callable[[str], int]) -> PromptSource:
+    text = source.text
+    low, high = 0, len(text)
+    while low < high:  # longest prefix that fits
+        mid = (low + high + 1) // 2
+        if count_tokens(text[:mid]) <= room:
+            low = mid
+        else:
+            high = mid - 1
+    return PromptSource(source.n, source.title, source.section, text[:low].rstrip() + " …")

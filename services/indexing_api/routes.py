@@ -1,0 +1,183 @@
+"""Indexing HTTP API: thin routes that validate input and hand work to ``indexing``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request, status
+from indexing.chunking import ChunkKind
+from pydantic import BaseModel, Field, ValidationError
+from starlette.datastructures import UploadFile
+
+from indexing import schema
+from indexing.errors import DocumentNotFound, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from indexing.loaders import load_file
+from indexing.pipeline import SourceDocument
+from services.common.auth import Scope, require_scope
+from services.indexing_api.deps import JobsDep, PipelineDep, SettingsDep, StoreDep
+
+router = APIRouter(
+    prefix="/v1", tags=["indexing"], dependencies=[Depends(require_scope(Scope.ADMIN))]
+)
+
+
+class DocumentIn(BaseModel):
+    doc_id: str = Field(min_length=1, max_length=schema.MAX_DOC_ID_CHARS)
+    text: str = Field(min_length=1)
+    title: str = Field("", max_length=1000)
+    source: str = Field("", max_length=2000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    kind: ChunkKind = "auto"
+
+
+class DocumentsIn(BaseModel):
+    documents: list[DocumentIn] = Field(min_length=1)
+
+
+class JobAccepted(BaseModel):
+    job_id: str
+    collection: str
+    documents: int
+    status_url: str
+
+
+_DOCUMENTS_BODY = {
+    "requestBody": {
+        "content": {
+            "application/json": {"schema": DocumentsIn.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {
+                        "files": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    },
+                }
+            },
+        }
+    }
+}
+
+
+@router.post(
+    "/collections/{collection}/documents",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+    summary="Queue documents for indexing (JSON records or multipart files)",
+    openapi_extra=_DOCUMENTS_BODY,
+)
+async def add_documents(
+    collection: str, request: Request, settings: SettingsDep, jobs: JobsDep
+) -> JobAccepted:
+    schema.validate_collection_name(collection)
+    _check_declared_size(request, settings.limits.max_upload_bytes)
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/json":
+        documents = await _json_documents(request)
+    elif media == "multipart/form-data":
+        documents = await _uploaded_documents(request, settings.limits.max_upload_bytes)
+    else:
+        raise UnsupportedMediaType(
+            "send application/json {'documents': [...]} or multipart/form-data files",
+            detail={"content_type": media},
+        )
+    _check_documents(
+        documents, settings.limits.max_documents_per_request, settings.limits.max_document_chars
+    )
+    job_id = await jobs.create(collection, documents)
+    return JobAccepted(
+        job_id=job_id,
+        collection=collection,
+        documents=len(documents),
+        status_url=f"/v1/jobs/{job_id}",
+    )
+
+
+def _check_declared_size(request: Request, limit: int) -> None:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(
+            f"request body is {int(declared)} bytes; the limit is {limit}",
+            detail={"limit_bytes": limit},
+        )
+
+
+async def _json_documents(request: Request) -> list[SourceDocument]:
+    try:
+        body = DocumentsIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        if any(err["type"] == "json_invalid" for err in exc.errors()):
+            raise InvalidRequest("the request body is not valid JSON") from exc
+        raise InvalidRequest(
+            "the request is not valid",
+            detail=[
+                {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+            ],
+        ) from exc
+    return [SourceDocument(**doc.model_dump()) for doc in body.documents]
+
+
+async def _uploaded_documents(request: Request, limit: int) -> list[SourceDocument]:
+    form = await request.form()
+    uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+    if not uploads:
+        raise InvalidRequest("the multipart body holds no files (field name: files)")
+    documents = []
+    for upload in uploads:
+        data = await upload.read()
+        if len(data) > limit:
+            raise PayloadTooLarge(f"file {upload.filename!r} is larger than {limit} bytes")
+        documents.append(
+            load_file(upload.filename or "upload.txt", upload.content_type or "", data)
+        )
+    return documents
+
+
+def _check_documents(documents: list[SourceDocument], max_documents: int, max_chars: int) -> None:
+    if len(documents) > max_documents:
+        raise PayloadTooLarge(
+            f"{len(documents)} documents in one request; the limit is {max_documents}",
+            detail={"limit": max_documents},
+        )
+    ids = [d.doc_id for d in documents]
+    if len(set(ids)) != len(ids):
+        raise InvalidRequest("doc_id values must be unique within a request")
+    for document in documents:
+        if len(document.text) > max_chars:
+            raise PayloadTooLarge(
+                f"document {document.doc_id!r} has {len(document.text)} characters; "
+                f"the limit is {max_chars}"
+            )
+
+
+@router.get("/jobs/{job_id}", summary="State, progress and errors of an ingestion job")
+async def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
+    return await jobs.get(job_id)
+
+
+@router.get(
+    "/collections/{collection}/documents/{doc_id}", summary="What is indexed for a document"
+)
+async def get_document(collection: str, doc_id: str, store: StoreDep) -> dict[str, Any]:
+    chunks = await store.document_chunks(collection, doc_id)
+    if not chunks:
+        raise DocumentNotFound(f"document {doc_id!r} is not in collection {collection!r}")
+    return {
+        "collection": collection,
+        "doc_id": doc_id,
+        "chunks": len(chunks),
+        "content_hash": chunks[0].content_hash,
+    }
+
+
+@router.delete("/collections/{collection}/documents/{doc_id}", summary="Remove a document")
+async def delete_document(collection: str, doc_id: str, pipeline: PipelineDep) -> dict[str, Any]:
+    removed = await pipeline.delete_document(collection, doc_id)
+    if not removed:
+        raise DocumentNotFound(f"document {doc_id!r} is not in collection {collection!r}")
+    return {"collection": collection, "doc_id": doc_id, "deleted_chunks": removed}
+
+
+@router.delete("/collections/{collection}", summary="Remove a collection and everything in it")
+async def delete_collection(collection: str, pipeline: PipelineDep) -> dict[str, Any]:
+    await pipeline.delete_collection(collection)
+    return {"collection": collection, "deleted": True}
