@@ -24,9 +24,9 @@ SYSTEM_PROMPT = (
     "1. Use only facts stated in the sources. Never add outside knowledge.\n"
     "2. After each sentence, cite the sources it uses as [1], [2].\n"
     "3. Answer in the same language as the question (Korean question: answer in Korean).\n"
-    "4. Keep the answer short and copy numbers, dates and names exactly as the sources write them.\n"
-    f"5. If the sources do not contain the answer, reply only: \"{NOT_FOUND_ANSWERS['en']}\" "
-    f"(in Korean: \"{NOT_FOUND_ANSWERS['ko']}\")."
+    "4. Keep the answer short; copy numbers, dates and names exactly as the sources write them.\n"
+    f'5. If the sources do not contain the answer, reply only: "{NOT_FOUND_ANSWERS["en"]}" '
+    f'(in Korean: "{NOT_FOUND_ANSWERS["ko"]}").'
 )
 
 

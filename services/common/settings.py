@@ -218,3 +218,6 @@ class QuerySettings(CommonSettings):
     server: ServerSettings = ServerSettings(port=8000)
     llm: LLMSettings = LLMSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    grounding_policy: Literal["flag", "drop", "refuse"] = Field(
+        "flag", description="what to do with answer sentences whose facts are not in their sources"
+    )

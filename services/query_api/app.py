@@ -1,0 +1,70 @@
+"""The query service: FastAPI app and the clients it reads through."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import httpx
+from fastapi import FastAPI
+
+from indexing.store import ChunkStore
+from query_engine.llm.adapter import LLMEndpointConfig, build_openai_like, endpoint_serves_model
+from services.common.app import create_app
+from services.common.clients import build_embedder_from, build_milvus, build_redis
+from services.common.health import DependencyCheck
+from services.common.settings import LLMSettings, QuerySettings
+from services.query_api.routes import router
+
+
+def llm_config(settings: LLMSettings) -> LLMEndpointConfig:
+    return LLMEndpointConfig(
+        base_url=settings.endpoints[0],
+        model=settings.model,
+        api_key=settings.api_key.get_secret_value(),
+        context_window=settings.context_window,
+        max_answer_tokens=settings.max_answer_tokens,
+        temperature=settings.temperature,
+        request_timeout_s=settings.request_timeout_s,
+    )
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: QuerySettings = app.state.settings
+    redis = build_redis(settings.redis)
+    milvus = build_milvus(settings.milvus)
+    embedder = build_embedder_from(settings)
+    probe = httpx.AsyncClient(timeout=settings.llm.connect_timeout_s)
+    app.state.store = ChunkStore(
+        milvus, dim=settings.embedder.dim, timeout_s=settings.milvus.timeout_s
+    )
+    app.state.embedder = embedder
+    app.state.redis = redis
+    app.state.llm = build_openai_like(llm_config(settings.llm))
+
+    async def llm_ready() -> None:
+        await endpoint_serves_model(probe, settings.llm.endpoints[0], settings.llm.model)
+
+    app.state.readiness_checks = (
+        DependencyCheck("milvus", app.state.store.ping),
+        DependencyCheck("redis", redis.ping),
+        DependencyCheck("llm", llm_ready),
+    )
+    try:
+        yield
+    finally:
+        await probe.aclose()
+        await embedder.aclose()
+        await milvus.close()
+        await redis.aclose()
+
+
+def build_app(settings: QuerySettings | None = None) -> FastAPI:
+    return create_app(
+        title="docqa query API",
+        service="query",
+        settings=settings or QuerySettings(),
+        lifespan=lifespan,
+        routers=[router],
+    )

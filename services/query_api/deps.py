@@ -1,0 +1,38 @@
+"""Typed dependencies for the query routes: the objects the lifespan put on ``app.state``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from llama_index.core.llms import LLM
+
+from indexing.embedding import Embedder
+from indexing.store import ChunkStore
+from services.common.settings import QuerySettings
+
+
+def _settings(request: Request) -> QuerySettings:
+    settings: QuerySettings = request.app.state.settings
+    return settings
+
+
+def _store(request: Request) -> ChunkStore:
+    store: ChunkStore = request.app.state.store
+    return store
+
+
+def _embedder(request: Request) -> Embedder:
+    embedder: Embedder = request.app.state.embedder
+    return embedder
+
+
+def _llm(request: Request) -> LLM:
+    llm: LLM = request.app.state.llm
+    return llm
+
+
+SettingsDep = Annotated[QuerySettings, Depends(_settings)]
+StoreDep = Annotated[ChunkStore, Depends(_store)]
+EmbedderDep = Annotated[Embedder, Depends(_embedder)]
+LLMDep = Annotated[LLM, Depends(_llm)]
