@@ -80,7 +80,7 @@ class JobStore:
             return []
         return [_document_from_dict(d) for d in json.loads(payload)]
 
-    async def claim(self, wait_s: float) -> str | None:
+    async def claim(self, wait_s: int) -> str | None:
         job_id = await self._redis.blmove(
             self.queue_key, self.processing_key, wait_s, "LEFT", "RIGHT"
         )
@@ -164,6 +164,12 @@ class JobWorker:
         self._concurrency = concurrency
         self._max_attempts = max_attempts
         self._retry_delay_s = retry_delay_s
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Finish the jobs in hand, claim no more. (Cancelling a blocked ``BLMOVE`` is not
+        reliable: redis-py turns the cancellation into a ``TimeoutError``.)"""
+        self._stopping.set()
 
     async def run(self) -> None:
         moved = await self._jobs.requeue_orphans()
@@ -172,15 +178,23 @@ class JobWorker:
         await asyncio.gather(*(self._loop() for _ in range(self._concurrency)))
 
     async def _loop(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
-                job_id = await self._jobs.claim(wait_s=1.0)
+                job_id = await self._jobs.claim(wait_s=1)
             except (ConnectionError, OSError) as exc:
                 log.warning("job queue unreachable", extra={"error": str(exc)})
                 await asyncio.sleep(self._retry_delay_s)
                 continue
-            if job_id is not None:
+            if job_id is None:
+                continue
+            try:
                 await self.run_job(job_id)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # a bug in one job must not stop the worker: fail the job, keep serving the queue
+                log.exception("job crashed", extra={"job_id": job_id})
+                await self._jobs.finish(job_id, "failed", error=f"internal error: {exc}")
 
     async def run_job(self, job_id: str) -> None:
         try:
@@ -227,7 +241,8 @@ def _document_from_dict(data: dict[str, Any]) -> SourceDocument:
     return SourceDocument(**{**data, "page_starts": tuple(page_starts) if page_starts else None})
 
 
-def _encode(mapping: dict[str, Any]) -> dict[str, str]:
+def _encode(mapping: dict[str, Any]) -> dict[Any, Any]:
+    """JSON per field, so numbers, lists and strings all come back as they went in."""
     return {k: json.dumps(v, ensure_ascii=False) for k, v in mapping.items()}
 
 

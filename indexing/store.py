@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pymilvus import AsyncMilvusClient, MilvusException
+from pymilvus import AsyncMilvusClient, MilvusClient, MilvusException
 
 from indexing import schema
 from indexing.errors import CollectionNotFound, DependencyUnavailable, InvalidRequest
@@ -41,8 +41,24 @@ class StoredChunk:
 
 
 class ChunkStore:
-    def __init__(self, client: AsyncMilvusClient, *, dim: int, timeout_s: float = 10.0) -> None:
+    """Reads and writes through the async client; creates collections through a sync one.
+
+    The async client's ``create_index`` waits for the index with ``AllocTimestamp``, which
+    milvus-lite does not implement, so DDL goes through ``ddl_client`` (a factory, called on first
+    use, because the sync client connects in its constructor) in a worker thread.
+    """
+
+    def __init__(
+        self,
+        client: AsyncMilvusClient,
+        *,
+        dim: int,
+        timeout_s: float = 10.0,
+        ddl_client: Callable[[], MilvusClient] | None = None,
+    ) -> None:
         self._client = client
+        self._ddl_factory = ddl_client
+        self._ddl: MilvusClient | None = None
         self._dim = dim
         self._timeout = timeout_s
         self._loaded: set[str] = set()
@@ -64,16 +80,33 @@ class ChunkStore:
         async with self._create_lock:
             if not await self._call(self._client.has_collection, name):
                 log.info("creating collection", extra={"collection": collection})
-                await self._call(
-                    self._client.create_collection,
-                    name,
-                    schema=schema.build_schema(self._dim),
-                    index_params=schema.build_index_params(),
-                )
+                await asyncio.to_thread(self._create_collection_sync, name)
             else:
                 await self._check_dim(collection, name)
         await self._load(name)
         return name
+
+    def _create_collection_sync(self, name: str) -> None:
+        if self._ddl_factory is None:
+            raise RuntimeError("this ChunkStore was built without a DDL client: it cannot create")
+        try:
+            if self._ddl is None:
+                self._ddl = self._ddl_factory()
+            self._ddl.create_collection(
+                name,
+                schema=schema.build_schema(self._dim),
+                index_params=schema.build_index_params(),
+                timeout=self._timeout,
+            )
+        except MilvusException as exc:
+            raise DependencyUnavailable(
+                "milvus", "could not create the collection", detail=str(exc)
+            ) from exc
+
+    def close_ddl(self) -> None:
+        if self._ddl is not None:
+            self._ddl.close()
+            self._ddl = None
 
     async def require(self, collection: str) -> str:
         name = schema.milvus_collection_name(collection)

@@ -80,7 +80,9 @@ class DocqaQueryEngine(CustomQueryEngine):
             return PreparedQuery(question, language, [], [], True, timings, started)
         sources = [_prompt_source(n, node) for n, node in enumerate(nodes, start=1)]
         budget = self.config.context_window - self.config.max_answer_tokens
-        packed = pack_sources(question, sources, budget_tokens=budget, count_tokens=estimate_llm_tokens)
+        packed = pack_sources(
+            question, sources, budget_tokens=budget, count_tokens=estimate_llm_tokens
+        )
         kept = [_with_text(nodes[s.n - 1], s.text) for s in packed]
         messages = build_messages(question, packed)
         return PreparedQuery(question, language, kept, messages, False, timings, started)
@@ -142,5 +144,3 @@ def _with_text(node: NodeWithScore, text: str) -> NodeWithScore:
     copy = node.node.model_copy()
     copy.set_content(text)
     return NodeWithScore(node=copy, score=node.score)
-
-

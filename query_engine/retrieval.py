@@ -37,7 +37,7 @@ class RetrievalConfig:
     rrf_k: int = 60
     dense_weight: float = 1.0
     sparse_weight: float = 1.0
-    min_dense_score: float = 0.78
+    min_dense_score: float = 0.80
 
 
 @dataclass
@@ -100,7 +100,9 @@ class HybridRetriever(BaseRetriever):
         return fused[: self._config.top_k]
 
 
-def fuse(dense: Sequence[Hit], sparse: Sequence[Hit], config: RetrievalConfig) -> list[NodeWithScore]:
+def fuse(
+    dense: Sequence[Hit], sparse: Sequence[Hit], config: RetrievalConfig
+) -> list[NodeWithScore]:
     """Weighted reciprocal-rank fusion; ties keep the dense order."""
     scores: dict[str, float] = {}
     hits: dict[str, Hit] = {}
@@ -108,7 +110,9 @@ def fuse(dense: Sequence[Hit], sparse: Sequence[Hit], config: RetrievalConfig) -
     sparse_score = {hit.chunk_id: hit.score for hit in sparse}
     for weight, ranked in ((config.dense_weight, dense), (config.sparse_weight, sparse)):
         for rank, hit in enumerate(ranked):
-            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + weight / (config.rrf_k + rank + 1)
+            scores[hit.chunk_id] = scores.get(hit.chunk_id, 0.0) + weight / (
+                config.rrf_k + rank + 1
+            )
             hits.setdefault(hit.chunk_id, hit)
     ordered = sorted(scores, key=lambda cid: scores[cid], reverse=True)
     return [

@@ -6,7 +6,7 @@ not-ready) while a dependency is still coming up.
 
 from __future__ import annotations
 
-from pymilvus import AsyncMilvusClient
+from pymilvus import AsyncMilvusClient, MilvusClient
 from redis.asyncio import Redis
 
 from indexing.embedding import Embedder, EmbedderConfig, build_embedder
@@ -25,6 +25,14 @@ def build_redis(settings: RedisSettings) -> Redis:
 def build_milvus(settings: MilvusSettings) -> AsyncMilvusClient:
     token = settings.token.get_secret_value() if settings.token else ""
     return AsyncMilvusClient(
+        uri=settings.uri, token=token, db_name=settings.db_name, timeout=settings.timeout_s
+    )
+
+
+def build_milvus_sync(settings: MilvusSettings) -> MilvusClient:
+    """For collection DDL only (see ChunkStore); connects when called."""
+    token = settings.token.get_secret_value() if settings.token else ""
+    return MilvusClient(
         uri=settings.uri, token=token, db_name=settings.db_name, timeout=settings.timeout_s
     )
 

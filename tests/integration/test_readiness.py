@@ -1,0 +1,65 @@
+"""/readyz names each dependency, and flips to 503 naming the one that went away."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from deploy import processes, stack
+from services.query_api.app import build_app as build_query_app
+from tests.conftest import Servers, start_milvus
+from tests.integration.conftest import (
+    build_indexing_app,
+    indexing_settings,
+    query_settings,
+    running,
+)
+
+
+async def test_readyz_reports_every_dependency(servers: Servers) -> None:
+    async with running(build_query_app(query_settings(servers))) as client:
+        response = await client.get("/readyz")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "ready"
+    assert set(body["dependencies"]) == {"milvus", "redis", "llm"}
+    assert all(dep["status"] == "ok" for dep in body["dependencies"].values())
+
+
+async def test_healthz_needs_no_dependency(data_servers: Servers) -> None:
+    async with running(build_indexing_app(indexing_settings(data_servers))) as client:
+        assert (await client.get("/healthz")).json() == {"status": "ok"}
+        metrics = await client.get("/metrics")
+    assert metrics.status_code == 200
+    assert "docqa_http_requests_total" in metrics.text
+
+
+async def test_readyz_flips_to_503_naming_redis_then_milvus(
+    servers: Servers, runtime_dir: Path
+) -> None:
+    redis_port = processes.free_port()
+    redis_spec = stack.redis_spec(stack.StackPaths(runtime_dir), redis_port, name="flip-redis")
+    processes.start(redis_spec)
+    processes.wait_until_ready(redis_spec, stack.redis_ready(redis_port), timeout_s=30)
+    milvus_spec, milvus_uri = start_milvus(runtime_dir, "flip-milvus")
+    try:
+        settings = query_settings(
+            servers,
+            redis={"url": f"redis://127.0.0.1:{redis_port}/0"},
+            milvus={"uri": milvus_uri, "timeout_s": 2},
+        )
+        async with running(build_query_app(settings)) as client:
+            assert (await client.get("/readyz")).status_code == 200
+
+            processes.stop(redis_spec.pid_path)
+            response = await client.get("/readyz")
+            assert response.status_code == 503
+            assert response.json()["failed"] == ["redis"]
+            assert response.json()["dependencies"]["redis"]["status"] == "down"
+
+            processes.stop(milvus_spec.pid_path)
+            response = await client.get("/readyz")
+            assert response.status_code == 503
+            assert set(response.json()["failed"]) == {"redis", "milvus"}
+    finally:
+        processes.stop(redis_spec.pid_path)
+        processes.stop(milvus_spec.pid_path)
