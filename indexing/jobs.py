@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from typing import Any, Literal
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from indexing.errors import DocqaError, JobNotFound
 from indexing.pipeline import DocumentOutcome, IngestionPipeline, SourceDocument
@@ -172,16 +173,26 @@ class JobWorker:
         self._stopping.set()
 
     async def run(self) -> None:
-        moved = await self._jobs.requeue_orphans()
-        if moved:
-            log.info("resuming interrupted jobs", extra={"jobs": moved})
+        await self._resume_interrupted()
         await asyncio.gather(*(self._loop() for _ in range(self._concurrency)))
+
+    async def _resume_interrupted(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                moved = await self._jobs.requeue_orphans()
+            except (RedisError, OSError) as exc:
+                log.warning("job queue unreachable", extra={"error": str(exc)})
+                await asyncio.sleep(self._retry_delay_s)
+                continue
+            if moved:
+                log.info("resuming interrupted jobs", extra={"jobs": moved})
+            return
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
                 job_id = await self._jobs.claim(wait_s=1)
-            except (ConnectionError, OSError) as exc:
+            except (RedisError, OSError) as exc:
                 log.warning("job queue unreachable", extra={"error": str(exc)})
                 await asyncio.sleep(self._retry_delay_s)
                 continue
@@ -210,7 +221,7 @@ class JobWorker:
                 documents,
                 on_document=lambda outcome: self._jobs.record(job_id, outcome),
             )
-        except (DocqaError, ConnectionError, OSError) as exc:
+        except (DocqaError, RedisError, OSError) as exc:
             await self._after_failure(job_id, int(job.get("attempts", 0)) + 1, exc)
             return
         await self._jobs.finish(job_id, final_state(outcomes))

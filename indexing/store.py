@@ -226,7 +226,10 @@ class ChunkStore:
         except _NotLoaded:
             await self._load(name)
             result = await self._call(self._client.search, name, **kwargs)
-        return [Hit(row["id"], float(row["distance"]), row["entity"]) for row in result[0]]
+        return [
+            Hit(row["entity"][schema.CHUNK_ID], float(row["distance"]), row["entity"])
+            for row in result[0]
+        ]
 
 
 class _NotLoaded(Exception):

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.auth import KeyRing
-from services.common.errors import install_error_handlers
+from services.common.errors import error_response, install_error_handlers
 from services.common.health import DependencyCheck, check_readiness
 from services.common.logging import configure_logging, request_id_var
 from services.common.metrics import HTTP_LATENCY, HTTP_REQUESTS, metrics_response
@@ -49,9 +49,11 @@ class RequestContextMiddleware:
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status_holder = {"status": 500}
+        response_started = {"value": False}
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
+                response_started["value"] = True
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", [])
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
@@ -59,6 +61,14 @@ class RequestContextMiddleware:
 
         try:
             await self.app(scope, receive, send_with_id)
+        except Exception:
+            log.exception("unhandled error")
+            if not response_started["value"]:
+                status_holder["status"] = 500
+                response = error_response(
+                    500, "internal_error", "internal server error (this is a bug)"
+                )
+                await response(scope, receive, send_with_id)
         finally:
             self._record(scope, status_holder["status"], time.perf_counter() - started)
             request_id_var.reset(token)

@@ -59,7 +59,7 @@ class MilvusSettings(BaseModel):
 class RedisSettings(BaseModel):
     url: str = Field("redis://127.0.0.1:6379/0")
     key_prefix: str = Field("docqa", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
-    socket_timeout_s: float = Field(2.0, gt=0, le=60)
+    socket_timeout_s: float = Field(5.0, gt=1, le=60, description="must exceed the 1 s job claim")
 
     @field_validator("url")
     @classmethod
