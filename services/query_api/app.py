@@ -11,7 +11,12 @@ from fastapi import FastAPI
 from indexing.store import ChunkStore
 from query_engine.llm.adapter import LLMEndpointConfig, build_openai_like, endpoint_serves_model
 from services.common.app import create_app
-from services.common.clients import build_embedder_from, build_milvus, build_redis
+from services.common.clients import (
+    build_embedder_from,
+    build_milvus,
+    build_redis,
+    warm_up_models,
+)
 from services.common.health import DependencyCheck
 from services.common.settings import LLMSettings, QuerySettings
 from services.query_api.routes import router
@@ -46,6 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async def llm_ready() -> None:
         await endpoint_serves_model(probe, settings.llm.endpoints[0], settings.llm.model)
 
+    await warm_up_models(embedder)
     app.state.readiness_checks = (
         DependencyCheck("milvus", app.state.store.ping),
         DependencyCheck("redis", redis.ping),
