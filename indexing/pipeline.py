@@ -125,7 +125,8 @@ class IngestionPipeline:
         self, document: SourceDocument, chunks: list[Chunk], digest: str
     ) -> list[dict[str, Any]]:
         texts = [c.text for c in chunks]
-        analyzed = analyze_many(texts)
+        # headings (장/절, markdown parents) live only in the section path: make them searchable
+        analyzed = analyze_many([f"{document.title}\n{c.section}\n{c.text}" for c in chunks])
         vectors = []
         batch = self._config.embed_batch_size
         for start in range(0, len(texts), batch):

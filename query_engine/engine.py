@@ -105,7 +105,7 @@ class DocqaQueryEngine(CustomQueryEngine):
 
     def finish(self, prepared: PreparedQuery, raw_answer: str) -> Response:
         answer = raw_answer.strip() or not_found_answer(prepared.language)
-        sources = {n: node.node.get_content() for n, node in enumerate(prepared.nodes, start=1)}
+        sources = {n: grounding_text(node) for n, node in enumerate(prepared.nodes, start=1)}
         grounding = check_grounding(answer, sources)
         refusal = not_found_answer(prepared.language)
         final = apply_policy(answer, grounding, self.config.grounding_policy, refusal=refusal)
@@ -118,6 +118,13 @@ class DocqaQueryEngine(CustomQueryEngine):
             "timings_ms": {k: round(v, 2) for k, v in prepared.timings_ms.items()},
         }
         return Response(response=final, source_nodes=prepared.nodes, metadata=metadata)
+
+
+def grounding_text(node: NodeWithScore) -> str:
+    """What the LLM saw for a source: its header (title, section path) and its text."""
+    metadata = node.node.metadata
+    header = f"{metadata.get('title') or ''}\n{metadata.get('section') or ''}"
+    return f"{header}\n{node.node.get_content()}"
 
 
 def cited_numbers(answer: str) -> set[int]:

@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, status
-from indexing.chunking import ChunkKind
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
 from indexing import schema
+from indexing.chunking import ChunkKind
 from indexing.errors import DocumentNotFound, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from indexing.loaders import load_file
 from indexing.pipeline import SourceDocument

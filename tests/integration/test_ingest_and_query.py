@@ -124,3 +124,26 @@ async def test_filters_restrict_retrieval_to_matching_documents(
     )
     assert response.status_code == 200, response.text
     assert {c["doc_id"] for c in response.json()["citations"]} == {"library-rules"}
+
+
+async def test_korean_keyword_search_matches_inflected_forms_and_headings(
+    indexing_client: httpx.AsyncClient, query_client: httpx.AsyncClient, collection: str
+) -> None:
+    seoul_doc = {"doc_id": "seoul", "title": "도시", "text": "서울은 한강을 끼고 있는 큰 도시이다."}
+    busan_doc = {"doc_id": "busan", "title": "도시", "text": "부산은 바다에 닿은 항구 도시이다."}
+    await ingest(indexing_client, collection, [seoul_doc, busan_doc, RULES])
+
+    async def bm25_hits(question: str) -> list[dict[str, object]]:
+        response = await query_client.post(
+            "/v1/retrieve",
+            json={"collection": collection, "question": question, "top_k": 10},
+            headers=QUERY_AUTH,
+        )
+        assert response.status_code == 200, response.text
+        return [c for c in response.json()["citations"] if c["bm25_score"] is not None]
+
+    seoul = await bm25_hits("서울")
+    assert [c["text"] for c in seoul] == ["서울은 한강을 끼고 있는 큰 도시이다."]
+    # 총칙 appears only in the chapter heading, which lives in the section path
+    general = await bm25_hits("총칙")
+    assert general and all(str(c["section"]).startswith("제1장 총칙") for c in general)
