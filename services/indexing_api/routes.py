@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 from indexing import schema
 from indexing.chunking import ChunkKind
 from indexing.errors import DocumentNotFound, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from indexing.loaders import load_file
+from indexing.loaders import load_documents
 from indexing.pipeline import SourceDocument
 from services.common.auth import Scope, require_scope
 from services.indexing_api.deps import JobsDep, PipelineDep, SettingsDep, StoreDep
@@ -39,6 +39,9 @@ class JobAccepted(BaseModel):
     collection: str
     documents: int
     status_url: str
+    rejected: list[dict[str, str]] = Field(
+        default_factory=list, description="uploaded files that could not be read, with why"
+    )
 
 
 _DOCUMENTS_BODY = {
@@ -71,10 +74,11 @@ async def add_documents(
     schema.validate_collection_name(collection)
     _check_declared_size(request, settings.limits.max_upload_bytes)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    rejected: list[dict[str, str]] = []
     if media == "application/json":
         documents = await _json_documents(request)
     elif media == "multipart/form-data":
-        documents = await _uploaded_documents(request, settings.limits.max_upload_bytes)
+        documents, rejected = await _uploaded_documents(request, settings.limits.max_upload_bytes)
     else:
         raise UnsupportedMediaType(
             "send application/json {'documents': [...]} or multipart/form-data files",
@@ -89,6 +93,7 @@ async def add_documents(
         collection=collection,
         documents=len(documents),
         status_url=f"/v1/jobs/{job_id}",
+        rejected=rejected,
     )
 
 
@@ -116,20 +121,41 @@ async def _json_documents(request: Request) -> list[SourceDocument]:
     return [SourceDocument(**doc.model_dump()) for doc in body.documents]
 
 
-async def _uploaded_documents(request: Request, limit: int) -> list[SourceDocument]:
+async def _uploaded_documents(
+    request: Request, limit: int
+) -> tuple[list[SourceDocument], list[dict[str, str]]]:
+    """Parse every uploaded file; a file that cannot be read is reported, not fatal.
+
+    Returns the documents of the readable files and ``{"filename", "error"}`` for the others.
+    Only when no file at all can be read does the request fail: 415 if every file was of an
+    unsupported type, else 422, with the per-file errors in the detail.
+    """
     form = await request.form()
     uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
     if not uploads:
         raise InvalidRequest("the multipart body holds no files (field name: files)")
-    documents = []
+    documents: list[SourceDocument] = []
+    rejected: list[dict[str, str]] = []
+    unsupported = 0
     for upload in uploads:
         data = await upload.read()
+        filename = upload.filename or "upload.txt"
         if len(data) > limit:
-            raise PayloadTooLarge(f"file {upload.filename!r} is larger than {limit} bytes")
-        documents.append(
-            load_file(upload.filename or "upload.txt", upload.content_type or "", data)
+            raise PayloadTooLarge(f"file {filename!r} is larger than {limit} bytes")
+        try:
+            documents.extend(load_documents(filename, upload.content_type or "", data))
+        except (InvalidRequest, UnsupportedMediaType) as exc:
+            unsupported += isinstance(exc, UnsupportedMediaType)
+            rejected.append({"filename": filename, "error": exc.message})
+    if not documents:
+        if rejected and unsupported == len(rejected):
+            raise UnsupportedMediaType(rejected[0]["error"], detail={"rejected": rejected})
+        raise InvalidRequest(
+            "none of the uploaded files could be read"
+            + (f": {rejected[0]['error']}" if len(rejected) == 1 else ""),
+            detail={"rejected": rejected},
         )
-    return documents
+    return documents, rejected
 
 
 def _check_documents(documents: list[SourceDocument], max_documents: int, max_chars: int) -> None:
