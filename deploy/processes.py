@@ -91,7 +91,7 @@ def _is_zombie(pid: int) -> bool:
 
 def stop(pid_path: Path, *, timeout_s: float = 20.0) -> bool:
     """SIGTERM the process group, then SIGKILL what is left; True if something was running."""
-    pid = running_pid(pid_path)
+    pid = running_pid(pid_path) or _orphaned_group(pid_path)
     if pid is None:
         pid_path.unlink(missing_ok=True)
         return False
@@ -106,6 +106,19 @@ def stop(pid_path: Path, *, timeout_s: float = 20.0) -> bool:
     _reap(pid)
     pid_path.unlink(missing_ok=True)
     return True
+
+
+def _orphaned_group(pid_path: Path) -> int | None:
+    """The recorded group, if its leader died but members (e.g. vLLM's engine workers) live on.
+
+    Linux never hands out a pid equal to the id of a process group that still exists, so a live
+    group with the recorded id is ours.
+    """
+    try:
+        pgid = int(json.loads(pid_path.read_text()).get("pid", 0))
+    except (OSError, ValueError, AttributeError):
+        return None
+    return pgid if pgid > 0 and _group_alive(pgid) else None
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -70,7 +70,9 @@ class IngestionPipeline:
         documents: Sequence[SourceDocument],
         *,
         on_document: ProgressFn | None = None,
+        flush: bool = True,
     ) -> list[DocumentOutcome]:
+        """``flush=False`` lets a caller writing many small batches flush once at the end."""
         await self._store.ensure(collection)
         outcomes: list[DocumentOutcome] = []
         for document in documents:
@@ -78,7 +80,7 @@ class IngestionPipeline:
             outcomes.append(outcome)
             if on_document is not None:
                 await on_document(outcome)
-        if any(o.outcome == "indexed" for o in outcomes):
+        if flush and any(o.outcome == "indexed" for o in outcomes):
             await self._store.flush(collection)
         return outcomes
 

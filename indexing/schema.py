@@ -45,7 +45,7 @@ MAX_DOC_ID_CHARS: Final = 256
 
 def validate_collection_name(name: str) -> str:
     """Knowledge-base names become Milvus collection names, which allow only [A-Za-z0-9_]."""
-    if not name or len(name) > MAX_COLLECTION_NAME or not _COLLECTION_NAME.match(name):
+    if not name or len(name) > MAX_COLLECTION_NAME or not _COLLECTION_NAME.fullmatch(name):
         raise InvalidRequest(
             "collection names start with a letter and hold only letters, digits and underscores "
             f"(at most {MAX_COLLECTION_NAME} characters)",

@@ -8,6 +8,7 @@ lost server becomes ``DependencyUnavailable`` (503), not a 500.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -254,5 +255,4 @@ async def _milvus_call(
 
 def quote(value: str) -> str:
     """A string literal for a Milvus boolean expression."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    return json.dumps(value, ensure_ascii=False)

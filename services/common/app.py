@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Sequence
@@ -44,8 +45,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode()[:128]
-        request_id = incoming or uuid.uuid4().hex
+        incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"")
+        request_id = _usable_request_id(incoming) or uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status_holder = {"status": 500}
@@ -89,6 +90,15 @@ class RequestContextMiddleware:
                     "duration_ms": round(elapsed * 1000, 1),
                 },
             )
+
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def _usable_request_id(raw: bytes) -> str | None:
+    """A client's X-Request-ID is echoed into logs and headers, so only a safe one is kept."""
+    text = raw.decode("latin-1")[:128]
+    return text if _REQUEST_ID.fullmatch(text) else None
 
 
 def _ops_router() -> APIRouter:

@@ -7,6 +7,7 @@ unknown routes and unexpected exceptions (a 500 is always a bug, and is logged a
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -49,7 +50,7 @@ async def _docqa_error(_: Request, exc: Exception) -> JSONResponse:
     headers: dict[str, str] = {}
     detail = exc.detail
     if isinstance(exc, RateLimited):
-        headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
     if isinstance(exc, DependencyUnavailable):
         detail = {"dependency": exc.dependency, "reason": exc.detail}
         log.warning("dependency unavailable", extra={"dependency": exc.dependency})

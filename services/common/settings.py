@@ -36,7 +36,8 @@ CsvSecrets = Annotated[list[SecretStr], NoDecode, BeforeValidator(_split_csv)]
 
 def _check_url(value: str, *, schemes: tuple[str, ...], what: str) -> str:
     parts = urlsplit(value)
-    if parts.scheme not in schemes or not parts.netloc:
+    located = parts.path if parts.scheme == "unix" else parts.netloc
+    if parts.scheme not in schemes or not located:
         allowed = ", ".join(f"{s}://" for s in schemes)
         raise ValueError(
             f"{what} must be a URL starting with {allowed} and naming a host, got {value!r}"

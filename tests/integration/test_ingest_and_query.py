@@ -147,3 +147,17 @@ async def test_korean_keyword_search_matches_inflected_forms_and_headings(
     # 총칙 appears only in the chapter heading, which lives in the section path
     general = await bm25_hits("총칙")
     assert general and all(str(c["section"]).startswith("제1장 총칙") for c in general)
+
+
+async def test_filter_values_with_quotes_and_newlines_are_matched_literally(
+    indexing_client: httpx.AsyncClient, query_client: httpx.AsyncClient, collection: str
+) -> None:
+    odd_title = 'He said "hi"\\ then\nleft'
+    await ingest(indexing_client, collection, [{**GUIDE, "title": odd_title}, RULES])
+    response = await query_client.post(
+        "/v1/retrieve",
+        json={"collection": collection, "question": "grinder", "filters": {"title": odd_title}},
+        headers=QUERY_AUTH,
+    )
+    assert response.status_code == 200, response.text
+    assert {c["doc_id"] for c in response.json()["citations"]} == {"grinder-guide"}

@@ -416,7 +416,9 @@ def test_docqa_errors_map_to_their_status_and_code(
     assert body["error"]["detail"] == ERRORS[which].detail
 
 
-@pytest.mark.parametrize(("which", "retry_after"), [("rate_limited", "2"), ("rate_limited_short", "1")])
+@pytest.mark.parametrize(
+    ("which", "retry_after"), [("rate_limited", "2"), ("rate_limited_short", "1")]
+)
 def test_rate_limited_sets_retry_after(client: TestClient, which: str, retry_after: str) -> None:
     response = client.get(f"/raise/{which}")
 
@@ -424,13 +426,6 @@ def test_rate_limited_sets_retry_after(client: TestClient, which: str, retry_aft
     assert response.headers["retry-after"] == retry_after
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: errors._docqa_error rounds retry_after_s to the nearest second, so a client told "
-        "to wait 2.4 s gets Retry-After: 2 and is refused again; it should round up (ceil)"
-    ),
-)
 def test_retry_after_is_never_shorter_than_the_wait(client: TestClient) -> None:
     response = client.get("/raise/rate_limited_fraction")
 
@@ -472,14 +467,6 @@ def test_overlong_request_id_is_cut_to_128_characters(client: TestClient) -> Non
     assert body["request_id"] == "r" * 128
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: RequestContextMiddleware decodes X-Request-ID as UTF-8 outside its try block; "
-        "a header with a non-UTF-8 byte (legal obs-text in HTTP) raises UnicodeDecodeError, "
-        "so the request fails with a bare 500 whose request_id is '-'"
-    ),
-)
 async def test_non_utf8_request_id_does_not_break_the_request() -> None:
     app = build_app("plumbing-test")
     sent: list[dict[str, Any]] = []

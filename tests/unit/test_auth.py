@@ -141,9 +141,7 @@ def build_app() -> FastAPI:
 
     settings = QuerySettings(
         log_json=False,
-        auth=AuthSettings(
-            query_keys=[SecretStr(QUERY_KEY)], admin_keys=[SecretStr(ADMIN_KEY)]
-        ),
+        auth=AuthSettings(query_keys=[SecretStr(QUERY_KEY)], admin_keys=[SecretStr(ADMIN_KEY)]),
     )
     # create_app points the root logger at stderr; give pytest its log capture back at once
     root = logging.getLogger()
@@ -206,7 +204,11 @@ def test_missing_key_is_401(client: TestClient) -> None:
 
 @pytest.mark.parametrize(
     "headers",
-    [{"Authorization": f"Basic {QUERY_KEY}"}, {"Authorization": "Bearer "}, {"X-API-Key": QUERY_KEY}],
+    [
+        {"Authorization": f"Basic {QUERY_KEY}"},
+        {"Authorization": "Bearer "},
+        {"X-API-Key": QUERY_KEY},
+    ],
     ids=["wrong-scheme", "empty-token", "other-header"],
 )
 def test_malformed_authorization_is_401_missing_key(

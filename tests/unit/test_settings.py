@@ -221,13 +221,6 @@ def test_redis_urls_with_a_host_are_accepted(monkeypatch: pytest.MonkeyPatch, ur
     assert QuerySettings().redis.url == url
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: settings._check_url requires a netloc for every scheme, so the unix:// scheme that "
-        "RedisSettings explicitly allows can never pass: unix:///path/to.sock has an empty netloc"
-    ),
-)
 def test_redis_unix_socket_url_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, DOCQA_REDIS_URL="unix:///var/run/redis/redis.sock")
 

@@ -1,0 +1,258 @@
+"""``docqa ingest``: batch ingestion straight into Milvus, the thing ops run as a Kubernetes Job.
+
+It runs the same pipeline as the indexing service, in-process, so a large corpus does not travel
+through HTTP. Unchanged documents are skipped before embedding, so an interrupted run (Ctrl-C, a
+killed pod) is resumed by running the same command again. ``--shard I/N`` keeps the documents
+whose id hashes to I modulo N: N pods of an Indexed Job cover the corpus with no overlap and no gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import mimetypes
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from indexing import schema
+from indexing.errors import DocqaError
+from indexing.loaders import load_documents
+from indexing.pipeline import DocumentOutcome, IngestionPipeline, PipelineConfig, SourceDocument
+from indexing.store import ChunkStore
+from services.common.clients import (
+    build_embedder_from,
+    build_milvus,
+    build_milvus_sync,
+    build_redis,
+    warm_up_models,
+)
+from services.common.settings import IndexingSettings
+
+SUPPORTED_SUFFIXES = {
+    ".txt",
+    ".md",
+    ".markdown",
+    ".html",
+    ".htm",
+    ".pdf",
+    ".docx",
+    ".json",
+    ".jsonl",
+}
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> Shard:
+        try:
+            index_text, count_text = text.split("/")
+            shard = cls(int(index_text), int(count_text))
+        except ValueError as exc:
+            raise ValueError(f"--shard takes I/N, e.g. 0/4; got {text!r}") from exc
+        if shard.count < 1 or not 0 <= shard.index < shard.count:
+            raise ValueError(f"--shard I/N needs 0 <= I < N; got {text!r}")
+        return shard
+
+    def owns(self, doc_id: str) -> bool:
+        """Deterministic across machines and runs (unlike Python's salted ``hash``)."""
+        digest = hashlib.sha256(doc_id.encode()).digest()
+        return int.from_bytes(digest[:8], "big") % self.count == self.index
+
+
+@dataclass
+class Summary:
+    indexed: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    skipped_other_shards: int = 0
+    chunks: int = 0
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    seconds: float = 0.0
+
+    def add(self, outcome: DocumentOutcome) -> None:
+        if outcome.outcome == "indexed":
+            self.indexed += 1
+            self.chunks += outcome.chunks
+        elif outcome.outcome == "unchanged":
+            self.unchanged += 1
+        else:
+            self.failed += 1
+            self.errors.append((outcome.doc_id, outcome.error or "failed"))
+
+
+def discover(path: Path) -> list[Path]:
+    """Files to ingest, in a stable order (so progress and shards are reproducible)."""
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist")
+    return sorted(
+        p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_SUFFIXES
+    )
+
+
+def documents_in(path: Path, root: Path, summary: Summary) -> Iterator[SourceDocument]:
+    """Documents of one file; a file that cannot be read counts as one failed document."""
+    relative = path.relative_to(root).as_posix() if path != root else path.name
+    content_type = mimetypes.guess_type(path.name)[0] or ""
+    try:
+        documents = load_documents(relative, content_type, path.read_bytes())
+    except (DocqaError, OSError) as exc:
+        message = exc.message if isinstance(exc, DocqaError) else str(exc)
+        summary.add(DocumentOutcome(relative, "failed", error=message))
+        return
+    for document in documents:
+        single = len(documents) == 1 and path.suffix.lower() not in {".json", ".jsonl"}
+        # files are identified by their path under the root, so nested same-name files differ
+        yield SourceDocument(**{**document.__dict__, "doc_id": relative}) if single else document
+
+
+async def ingest_path(
+    path: Path,
+    *,
+    collection: str,
+    settings: IndexingSettings,
+    shard: Shard = Shard(),
+    console: Console | None = None,
+) -> Summary:
+    schema.validate_collection_name(collection)
+    console = console or Console(stderr=True)
+    files = await asyncio.to_thread(discover, path)
+    root = path if await asyncio.to_thread(path.is_dir) else path.parent
+    summary = Summary()
+    stop = _install_interrupt_handler(summary, console)
+    started = time.perf_counter()
+    redis = build_redis(settings.redis)
+    milvus = build_milvus(settings.milvus)
+    embedder = build_embedder_from(settings)
+    store = ChunkStore(
+        milvus,
+        dim=settings.embedder.dim,
+        timeout_s=settings.milvus.timeout_s,
+        ddl_client=lambda: build_milvus_sync(settings.milvus),
+    )
+    pipeline = IngestionPipeline(
+        store=store,
+        embedder=embedder,
+        redis=redis,
+        config=PipelineConfig(
+            chunk_max_tokens=settings.chunk_max_tokens,
+            embed_batch_size=settings.embedder.batch_size,
+            key_prefix=settings.redis.key_prefix,
+        ),
+    )
+    try:
+        await warm_up_models(embedder)
+        with _progress(console) as progress:
+            task = progress.add_task("ingesting", total=len(files), rate="")
+            for file in files:
+                if stop.is_set():
+                    break
+                await _ingest_file(file, root, collection, shard, pipeline, summary)
+                elapsed = max(time.perf_counter() - started, 1e-6)
+                done = summary.indexed + summary.unchanged + summary.failed
+                progress.update(
+                    task,
+                    advance=1,
+                    rate=f"{done / elapsed:.1f} docs/s {summary.chunks / elapsed:.1f} chunks/s",
+                )
+        if summary.indexed:
+            await store.flush(collection)
+    finally:
+        summary.seconds = time.perf_counter() - started
+        await embedder.aclose()
+        store.close_ddl()
+        await milvus.close()
+        await redis.aclose()
+    return summary
+
+
+async def _ingest_file(
+    file: Path,
+    root: Path,
+    collection: str,
+    shard: Shard,
+    pipeline: IngestionPipeline,
+    summary: Summary,
+) -> None:
+    mine = []
+    for document in documents_in(file, root, summary):
+        if shard.owns(document.doc_id):
+            mine.append(document)
+        else:
+            summary.skipped_other_shards += 1
+    if mine:
+        for outcome in await pipeline.ingest(collection, mine, flush=False):
+            summary.add(outcome)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _install_interrupt_handler(summary: Summary, console: Console) -> asyncio.Event:
+    """First Ctrl-C: finish the current file and stop cleanly; the next run continues."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def interrupt() -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        summary.interrupted = True
+        stop.set()
+        console.print(
+            "[yellow]stopping after the current file; run the same command to continue[/]"
+        )
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, interrupt)
+    return stop
+
+
+def print_summary(summary: Summary, console: Console) -> None:
+    console.print(
+        f"indexed {summary.indexed}, unchanged {summary.unchanged}, failed {summary.failed}, "
+        f"other shards {summary.skipped_other_shards}; "
+        f"{summary.chunks} chunks in {summary.seconds:.1f}s"
+        + (" (interrupted)" if summary.interrupted else "")
+    )
+    for doc_id, error in summary.errors[:50]:
+        console.print(f"  [red]failed[/] {doc_id}: {error}")
+    if len(summary.errors) > 50:
+        console.print(f"  … and {len(summary.errors) - 50} more")
+
+
+def summary_json(summary: Summary) -> str:
+    return json.dumps(
+        {
+            "indexed": summary.indexed,
+            "unchanged": summary.unchanged,
+            "failed": summary.failed,
+            "skipped_other_shards": summary.skipped_other_shards,
+            "chunks": summary.chunks,
+            "seconds": round(summary.seconds, 2),
+            "interrupted": summary.interrupted,
+            "errors": [{"doc_id": d, "error": e} for d, e in summary.errors],
+        },
+        ensure_ascii=False,
+    )
