@@ -24,15 +24,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from indexing import schema
 from indexing.errors import DocqaError
 from indexing.loaders import load_documents
-from indexing.pipeline import DocumentOutcome, IngestionPipeline, PipelineConfig, SourceDocument
-from indexing.store import ChunkStore
-from services.common.clients import (
-    build_embedder_from,
-    build_milvus,
-    build_milvus_sync,
-    build_redis,
-    warm_up_models,
-)
+from indexing.pipeline import DocumentOutcome, IngestionPipeline, SourceDocument
+from services.common.clients import build_data_clients, build_pipeline, warm_up_models
 from services.common.settings import IndexingSettings
 
 SUPPORTED_SUFFIXES = {
@@ -134,27 +127,10 @@ async def ingest_path(
     summary = Summary()
     stop = _install_interrupt_handler(summary, console)
     started = time.perf_counter()
-    redis = build_redis(settings.redis)
-    milvus = build_milvus(settings.milvus)
-    embedder = build_embedder_from(settings)
-    store = ChunkStore(
-        milvus,
-        dim=settings.embedder.dim,
-        timeout_s=settings.milvus.timeout_s,
-        ddl_client=lambda: build_milvus_sync(settings.milvus),
-    )
-    pipeline = IngestionPipeline(
-        store=store,
-        embedder=embedder,
-        redis=redis,
-        config=PipelineConfig(
-            chunk_max_tokens=settings.chunk_max_tokens,
-            embed_batch_size=settings.embedder.batch_size,
-            key_prefix=settings.redis.key_prefix,
-        ),
-    )
+    clients = build_data_clients(settings, can_create=True)
+    pipeline = build_pipeline(clients, settings)
     try:
-        await warm_up_models(embedder)
+        await warm_up_models(clients.embedder)
         with _progress(console) as progress:
             task = progress.add_task("ingesting", total=len(files), rate="")
             for file in files:
@@ -169,13 +145,10 @@ async def ingest_path(
                     rate=f"{done / elapsed:.1f} docs/s {summary.chunks / elapsed:.1f} chunks/s",
                 )
         if summary.indexed:
-            await store.flush(collection)
+            await clients.store.flush(collection)
     finally:
         summary.seconds = time.perf_counter() - started
-        await embedder.aclose()
-        store.close_ddl()
-        await milvus.close()
-        await redis.aclose()
+        await clients.aclose()
     return summary
 
 

@@ -7,13 +7,22 @@ not-ready) while a dependency is still coming up.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import dataclass
 
 from pymilvus import AsyncMilvusClient, MilvusClient
 from redis.asyncio import Redis
 
 from indexing.analysis import warm_up as warm_up_analyzer
 from indexing.embedding import Embedder, EmbedderConfig, build_embedder
-from services.common.settings import CommonSettings, EmbedderSettings, MilvusSettings, RedisSettings
+from indexing.pipeline import IngestionPipeline, PipelineConfig
+from indexing.store import ChunkStore
+from services.common.settings import (
+    CommonSettings,
+    EmbedderSettings,
+    IndexingSettings,
+    MilvusSettings,
+    RedisSettings,
+)
 
 
 def build_redis(settings: RedisSettings) -> Redis:
@@ -62,3 +71,49 @@ async def warm_up_models(embedder: Embedder) -> None:
     the first request. Readiness stays false until this is done."""
     await asyncio.to_thread(warm_up_analyzer)
     await embedder.warm_up()
+
+
+@dataclass
+class DataClients:
+    """Redis, Milvus and the embedder, as both services and the batch CLI use them."""
+
+    redis: Redis
+    milvus: AsyncMilvusClient
+    embedder: Embedder
+    store: ChunkStore
+
+    async def aclose(self) -> None:
+        await self.embedder.aclose()
+        self.store.close_ddl()
+        await self.milvus.close()
+        await self.redis.aclose()
+
+
+def build_data_clients(settings: CommonSettings, *, can_create: bool = False) -> DataClients:
+    """``can_create``: the write side may create collections (needs the sync DDL client)."""
+    milvus = build_milvus(settings.milvus)
+    store = ChunkStore(
+        milvus,
+        dim=settings.embedder.dim,
+        timeout_s=settings.milvus.timeout_s,
+        ddl_client=(lambda: build_milvus_sync(settings.milvus)) if can_create else None,
+    )
+    return DataClients(
+        redis=build_redis(settings.redis),
+        milvus=milvus,
+        embedder=build_embedder_from(settings),
+        store=store,
+    )
+
+
+def build_pipeline(clients: DataClients, settings: IndexingSettings) -> IngestionPipeline:
+    return IngestionPipeline(
+        store=clients.store,
+        embedder=clients.embedder,
+        redis=clients.redis,
+        config=PipelineConfig(
+            chunk_max_tokens=settings.chunk_max_tokens,
+            embed_batch_size=settings.embedder.batch_size,
+            key_prefix=settings.redis.key_prefix,
+        ),
+    )

@@ -8,15 +8,9 @@ from collections.abc import AsyncIterator
 import httpx
 from fastapi import FastAPI
 
-from indexing.store import ChunkStore
 from query_engine.llm.adapter import LLMEndpointConfig, build_openai_like, endpoint_serves_model
 from services.common.app import create_app
-from services.common.clients import (
-    build_embedder_from,
-    build_milvus,
-    build_redis,
-    warm_up_models,
-)
+from services.common.clients import build_data_clients, warm_up_models
 from services.common.health import DependencyCheck
 from services.common.settings import LLMSettings, QuerySettings
 from services.query_api.routes import router
@@ -37,33 +31,27 @@ def llm_config(settings: LLMSettings) -> LLMEndpointConfig:
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: QuerySettings = app.state.settings
-    redis = build_redis(settings.redis)
-    milvus = build_milvus(settings.milvus)
-    embedder = build_embedder_from(settings)
+    clients = build_data_clients(settings)
     probe = httpx.AsyncClient(timeout=settings.llm.connect_timeout_s)
-    app.state.store = ChunkStore(
-        milvus, dim=settings.embedder.dim, timeout_s=settings.milvus.timeout_s
-    )
-    app.state.embedder = embedder
-    app.state.redis = redis
+    app.state.store = clients.store
+    app.state.embedder = clients.embedder
+    app.state.redis = clients.redis
     app.state.llm = build_openai_like(llm_config(settings.llm))
 
     async def llm_ready() -> None:
         await endpoint_serves_model(probe, settings.llm.endpoints[0], settings.llm.model)
 
-    await warm_up_models(embedder)
+    await warm_up_models(clients.embedder)
     app.state.readiness_checks = (
-        DependencyCheck("milvus", app.state.store.ping),
-        DependencyCheck("redis", redis.ping),
+        DependencyCheck("milvus", clients.store.ping),
+        DependencyCheck("redis", clients.redis.ping),
         DependencyCheck("llm", llm_ready),
     )
     try:
         yield
     finally:
         await probe.aclose()
-        await embedder.aclose()
-        await milvus.close()
-        await redis.aclose()
+        await clients.aclose()
 
 
 def build_app(settings: QuerySettings | None = None) -> FastAPI:
