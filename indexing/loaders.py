@@ -191,12 +191,26 @@ def _parse_content_type(content_type: str) -> tuple[str, str | None]:
 def _text_document(filename: str, data: bytes, text: str, kind: ChunkKind) -> SourceDocument:
     if not text.strip():
         raise InvalidRequest("the file holds no text")
+    return _file_document(filename, data, text, kind=kind)
+
+
+def _file_document(
+    filename: str,
+    data: bytes,
+    text: str,
+    *,
+    kind: ChunkKind,
+    title: str = "",
+    page_starts: tuple[int, ...] | None = None,
+) -> SourceDocument:
+    """One uploaded file as one document, identified and titled the same way for every format."""
     return SourceDocument(
         doc_id=doc_id_for_file(filename, data),
         text=text,
-        title=_title_from(text, filename),
+        title=title[:_TITLE_CHARS] or _title_from(text, filename),
         source=os.path.basename(filename),
         kind=kind,
+        page_starts=page_starts,
     )
 
 
@@ -218,15 +232,7 @@ def _load_html(filename: str, data: bytes, charset: str | None) -> list[SourceDo
     text, title = html_to_markdown(decode_text(data, charset))
     if not text.strip():
         raise InvalidRequest("the HTML page holds no visible text")
-    return [
-        SourceDocument(
-            doc_id=doc_id_for_file(filename, data),
-            text=text,
-            title=title[:_TITLE_CHARS] or _title_from(text, filename),
-            source=os.path.basename(filename),
-            kind="markdown",
-        )
-    ]
+    return [_file_document(filename, data, text, kind="markdown", title=title)]
 
 
 def _load_pdf(filename: str, data: bytes, charset: str | None) -> list[SourceDocument]:
@@ -263,13 +269,8 @@ def _load_pdf(filename: str, data: bytes, charset: str | None) -> list[SourceDoc
         offset += len(page)
     text = "".join(parts)
     return [
-        SourceDocument(
-            doc_id=doc_id_for_file(filename, data),
-            text=text,
-            title=meta_title or _title_from(text, filename),
-            source=os.path.basename(filename),
-            kind="auto",
-            page_starts=tuple(page_starts),
+        _file_document(
+            filename, data, text, kind="auto", title=meta_title, page_starts=tuple(page_starts)
         )
     ]
 
@@ -324,15 +325,8 @@ def _load_docx(filename: str, data: bytes, charset: str | None) -> list[SourceDo
     text = "\n\n".join(blocks)
     if not text.strip():
         raise InvalidRequest("the DOCX holds no text")
-    return [
-        SourceDocument(
-            doc_id=doc_id_for_file(filename, data),
-            text=text,
-            title=core_title[:_TITLE_CHARS] or _title_from(text, filename),
-            source=os.path.basename(filename),
-            kind="markdown" if has_headings else "auto",
-        )
-    ]
+    kind: ChunkKind = "markdown" if has_headings else "auto"
+    return [_file_document(filename, data, text, kind=kind, title=core_title)]
 
 
 def _docx_heading_level(style_name: str) -> int:

@@ -36,10 +36,7 @@ METADATA: Final = "metadata"  # JSON: see METADATA_KEYS
 METADATA_KEYS: Final = ("title", "source", "page", "section", "char_start", "char_end")
 OUTPUT_FIELDS: Final = [CHUNK_ID, DOC_ID, CONTENT_HASH, CHUNK_INDEX, CHUNK_COUNT, TEXT, METADATA]
 
-MAX_TEXT_CHARS: Final = (
-    16_000  # VARCHAR max_length counts bytes in Milvus: Korean is 3 bytes a char
-)
-MAX_TEXT_BYTES: Final = 65_535
+MAX_TEXT_BYTES: Final = 65_535  # VARCHAR max_length counts bytes: Korean is 3 bytes a char
 MAX_DOC_ID_CHARS: Final = 256
 
 

@@ -71,10 +71,6 @@ class ChunkStore:
     async def ping(self) -> None:
         await self._call(self._client.list_collections)
 
-    async def exists(self, collection: str) -> bool:
-        name = schema.milvus_collection_name(collection)
-        return bool(await self._call(self._client.has_collection, name))
-
     async def ensure(self, collection: str) -> str:
         """Create the collection if missing (indexing side only) and make sure it is loaded."""
         name = schema.milvus_collection_name(collection)
@@ -176,11 +172,6 @@ class ChunkStore:
             )
             for row in rows
         ]
-
-    async def count(self, collection: str, expr: str = "") -> int:
-        name = await self.require(collection)
-        rows = await self._call(self._client.query, name, filter=expr, output_fields=["count(*)"])
-        return int(rows[0]["count(*)"]) if rows else 0
 
     async def search_dense(
         self, collection: str, vector: Sequence[float], *, limit: int, expr: str = ""

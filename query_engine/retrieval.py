@@ -14,7 +14,7 @@ import math
 import re
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -51,7 +51,6 @@ class RetrievalTrace:
     dense_hits: int = 0
     sparse_hits: int = 0
     relevant: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class HybridRetriever(BaseRetriever):
