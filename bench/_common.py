@@ -1,0 +1,120 @@
+"""Helpers the benchmarks share: percentiles, a plain-text table, the results writer, and the
+throw-away Redis + milvus-lite servers a benchmark starts for itself."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import platform
+import shutil
+import statistics
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO_ROOT / "bench" / "results"
+SHARED_DIR = Path(os.environ.get("DOCQA_SHARED_DIR", REPO_ROOT.parent / "shared"))
+
+
+def docqa_home() -> Path:
+    return Path(os.environ.get("DOCQA_HOME", REPO_ROOT / ".docqa")).resolve()
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values) if values else math.nan
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100), linear between closest ranks; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    position = (len(ordered) - 1) * q / 100
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def ratio(value: float, baseline: float) -> float:
+    return value / baseline if baseline else math.nan
+
+
+def fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[Any]], digits: int = 3) -> str:
+    """A left-aligned plain-text table, numbers formatted to ``digits`` places."""
+    cells = [list(header)] + [[fmt(c, digits) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def write_results(name: str, data: dict[str, Any]) -> Path:
+    """``bench/results/<name>.json``, with when and where it was measured."""
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    path = RESULTS_DIR / f"{name}.json"
+    payload = {
+        "benchmark": name,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": machine(),
+        **data,
+    }
+    path.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
+    return path
+
+
+@dataclass(frozen=True)
+class DataServers:
+    redis_url: str
+    milvus_uri: str
+
+
+@contextlib.contextmanager
+def data_servers(runtime_dir: Path) -> Iterator[DataServers]:
+    """A real redis-server and milvus-lite server on free ports, stopped (process groups) on exit.
+
+    The same specs the local stack and the test fixtures use; the data lives in ``runtime_dir``,
+    which is removed afterwards.
+    """
+    from deploy import processes, stack
+
+    stack.ensure_redis_server()
+    runtime_dir.mkdir(parents=True, exist_ok=True)
+    paths = stack.StackPaths(runtime_dir)
+    redis_port, milvus_port = processes.free_port(), processes.free_port()
+    redis = stack.redis_spec(paths, redis_port, name="bench-redis")
+    milvus = stack.milvus_spec(
+        paths, milvus_port, name="bench-milvus", data_dir=runtime_dir / "milvus-data"
+    )
+    started = []
+    try:
+        for spec, ready, timeout in (
+            (redis, stack.redis_ready(redis_port), 30.0),
+            (milvus, stack.milvus_ready(milvus_port), 90.0),
+        ):
+            processes.start(spec)
+            started.append(spec)
+            processes.wait_until_ready(spec, ready, timeout_s=timeout)
+        yield DataServers(f"redis://127.0.0.1:{redis_port}/0", f"http://127.0.0.1:{milvus_port}")
+    finally:
+        for spec in reversed(started):
+            processes.stop(spec.pid_path)
+        shutil.rmtree(runtime_dir, ignore_errors=True)

@@ -1,0 +1,123 @@
+"""Which endpoint serves a request: a pure function of (endpoints, stats, request).
+
+The pool hands :func:`choose` one :class:`Candidate` per endpoint that may take the request
+(healthy, breaker not open, serves the requested model) and gets back the one to use, or
+``None`` when all of them are full (the request then waits in the pool's queue). Nothing here
+does I/O or keeps state: randomness comes in as ``rng`` and the round-robin position as
+``request.sequence``, so the same inputs always give the same answer.
+
+- ``least_loaded``: power of two choices. Two random candidates with room, the less loaded one
+  wins. Load is what *we* have in flight there plus what other clients have (from vLLM's
+  ``/metrics``), so a slow server, which holds its requests longer, is chosen less. Sampling two
+  instead of taking the global minimum keeps many query-api pods with slightly stale metrics
+  from all piling onto the same "least loaded" server.
+- ``session_affinity``: a conversation stays on one server so its prompt prefix stays in that
+  server's KV cache. Rendezvous hashing (highest hash of session id and URL wins) is consistent:
+  adding or removing a server moves only the sessions that lived there. When the session's
+  server is loaded beyond ``affinity_max_load`` of its capacity, or queues requests itself,
+  the request goes to the least loaded of the others.
+- ``round_robin``: the next candidate with room, in URL order: the baseline a Kubernetes
+  Service gives, kept for comparison.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+PolicyName = Literal["least_loaded", "session_affinity", "round_robin"]
+POLICIES: tuple[PolicyName, ...] = ("least_loaded", "session_affinity", "round_robin")
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    url: str
+    in_flight: int  # ours, counted exactly
+    max_in_flight: int
+    others: float = 0.0  # other clients' requests there, from the last /metrics scrape
+    waiting: float = 0.0  # requests queued inside vLLM (no batch slot yet)
+    kv_cache_usage: float = 0.0
+
+    @property
+    def load(self) -> float:
+        return self.in_flight + self.others
+
+    @property
+    def has_room(self) -> bool:
+        return self.in_flight < self.max_in_flight
+
+
+@dataclass(frozen=True, slots=True)
+class RouteRequest:
+    session_id: str | None = None
+    sequence: int = 0  # how many requests the pool has routed before: round-robin's position
+
+
+def choose(
+    policy: PolicyName,
+    candidates: Sequence[Candidate],
+    request: RouteRequest,
+    rng: random.Random,
+    *,
+    affinity_max_load: float = 0.8,
+) -> Candidate | None:
+    if policy == "round_robin":
+        return round_robin(candidates, request)
+    if policy == "session_affinity":
+        return session_affine(candidates, request, rng, max_load=affinity_max_load)
+    return least_loaded(candidates, rng)
+
+
+def least_loaded(candidates: Sequence[Candidate], rng: random.Random) -> Candidate | None:
+    open_ = [c for c in candidates if c.has_room]
+    if len(open_) <= 1:
+        return open_[0] if open_ else None
+    first, second = rng.sample(open_, 2)
+    return first if _score(first) <= _score(second) else second
+
+
+def _score(candidate: Candidate) -> tuple[float, float]:
+    # vLLM's own queue means a request sent there waits for a batch slot: count it twice
+    return (candidate.load + candidate.waiting, candidate.kv_cache_usage)
+
+
+def round_robin(candidates: Sequence[Candidate], request: RouteRequest) -> Candidate | None:
+    ordered = sorted(candidates, key=lambda c: c.url)
+    for step in range(len(ordered)):
+        candidate = ordered[(request.sequence + step) % len(ordered)]
+        if candidate.has_room:
+            return candidate
+    return None
+
+
+def session_affine(
+    candidates: Sequence[Candidate],
+    request: RouteRequest,
+    rng: random.Random,
+    *,
+    max_load: float,
+) -> Candidate | None:
+    if not request.session_id or not candidates:
+        return least_loaded(candidates, rng)
+    home = max(candidates, key=lambda c: rendezvous_weight(request.session_id or "", c.url))
+    if not _overloaded(home, max_load):
+        return home
+    return least_loaded([c for c in candidates if c.url != home.url], rng) or (
+        home if home.has_room else None
+    )
+
+
+def _overloaded(candidate: Candidate, max_load: float) -> bool:
+    return (
+        not candidate.has_room
+        or candidate.waiting > 0
+        or candidate.load >= max_load * candidate.max_in_flight
+    )
+
+
+def rendezvous_weight(key: str, url: str) -> int:
+    digest = hashlib.blake2b(f"{key}\x00{url}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big")
