@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,7 +67,9 @@ class DocqaQueryEngine(CustomQueryEngine):
         parts = [token async for token in self.stream_tokens(prepared)]
         return self.finish(prepared, "".join(parts))
 
-    async def prepare(self, question: str) -> PreparedQuery:
+    async def prepare(self, question: str, history: Sequence[ChatMessage] = ()) -> PreparedQuery:
+        """Retrieve and pack; ``question`` is standalone (a follow-up already condensed) and
+        ``history`` holds the earlier turns the LLM sees before it."""
         started = time.perf_counter()
         nodes = await self.retriever.aretrieve(QueryBundle(question))
         trace = self.retriever.trace
@@ -79,12 +81,13 @@ class DocqaQueryEngine(CustomQueryEngine):
         if not trace.relevant or not nodes:
             return PreparedQuery(question, language, [], [], True, timings, started)
         sources = [_prompt_source(n, node) for n, node in enumerate(nodes, start=1)]
-        budget = self.config.context_window - self.config.max_answer_tokens
+        history_tokens = sum(estimate_llm_tokens(m.content or "") for m in history)
+        budget = self.config.context_window - self.config.max_answer_tokens - history_tokens
         packed = pack_sources(
             question, sources, budget_tokens=budget, count_tokens=estimate_llm_tokens
         )
         kept = [_with_text(nodes[s.n - 1], s.text) for s in packed]
-        messages = build_messages(question, packed)
+        messages = build_messages(question, packed, history)
         return PreparedQuery(question, language, kept, messages, False, timings, started)
 
     async def stream_tokens(self, prepared: PreparedQuery) -> AsyncIterator[str]:
@@ -95,12 +98,19 @@ class DocqaQueryEngine(CustomQueryEngine):
         llm_started = time.perf_counter()
         first = True
         stream = await self.llm.astream_chat(prepared.messages)
-        async for chunk in stream:
-            if first:
-                prepared.timings_ms["llm_first_token"] = (time.perf_counter() - llm_started) * 1000
-                first = False
-            if chunk.delta:
-                yield chunk.delta
+        try:
+            async for chunk in stream:
+                if first:
+                    prepared.timings_ms["llm_first_token"] = (
+                        time.perf_counter() - llm_started
+                    ) * 1000
+                    first = False
+                if chunk.delta:
+                    yield chunk.delta
+        finally:
+            # a client that went away cancels us here: closing the stream closes the HTTP
+            # request, and vLLM aborts the generation instead of finishing it for no one
+            await stream.aclose()
         prepared.timings_ms["llm_total"] = (time.perf_counter() - llm_started) * 1000
 
     def finish(self, prepared: PreparedQuery, raw_answer: str) -> Response:

@@ -29,6 +29,11 @@ SYSTEM_PROMPT = (
     f'(in Korean: "{NOT_FOUND_ANSWERS["ko"]}").'
 )
 
+CONDENSE_PROMPT = (
+    "Rewrite the last user question so that it can be understood without the conversation. "
+    "Keep its language. Reply with the rewritten question only.\n\n"
+    "Conversation:\n{history}\n\nLast question: {question}\nRewritten question:"
+)
 
 TRUNCATION_MARK = " …"
 SOURCE_SEPARATOR_TOKENS = 3
@@ -80,9 +85,15 @@ def user_message(question: str, sources: Sequence[PromptSource]) -> str:
     return f"Sources:\n\n{format_sources(sources)}\n\nQuestion: {question.strip()}\nAnswer:"
 
 
-def build_messages(question: str, sources: Sequence[PromptSource]) -> list[ChatMessage]:
+def build_messages(
+    question: str,
+    sources: Sequence[PromptSource],
+    history: Sequence[ChatMessage] = (),
+) -> list[ChatMessage]:
+    """System prompt first (a shared prefix for vLLM's cache), then earlier turns, then this one."""
     return [
         ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT),
+        *history,
         ChatMessage(role=MessageRole.USER, content=user_message(question, sources)),
     ]
 

@@ -35,14 +35,17 @@ _STATUS_CODES = {
 }
 
 
-def error_response(
-    status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    body = {
+def envelope(code: str, message: str, detail: Any = None) -> dict[str, Any]:
+    return {
         "error": {"code": code, "message": message, "detail": detail},
         "request_id": request_id_var.get(),
     }
-    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def error_response(
+    status: int, code: str, message: str, detail: Any = None, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(envelope(code, message, detail), status_code=status, headers=headers)
 
 
 async def _docqa_error(_: Request, exc: Exception) -> JSONResponse:

@@ -28,3 +28,10 @@ INGESTED_CHUNKS = Counter("docqa_ingested_chunks_total", "Chunks written to Milv
 
 def metrics_response() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+QUERY_OUTCOMES = Counter(
+    "docqa_query_outcomes_total",
+    "Questions by how they were answered (answered, not_found, cached, coalesced, faq)",
+    ["outcome"],
+)

@@ -104,18 +104,83 @@ class LimitsSettings(BaseModel):
     max_top_k: int = Field(20, ge=1, le=200)
 
 
+def _parse_json_object(value: Any) -> Any:
+    """``{"collection": "adapter"}`` from the environment (a JSON object)."""
+    if isinstance(value, str):
+        import json
+
+        stripped = value.strip()
+        try:
+            return json.loads(stripped) if stripped else {}
+        except ValueError as exc:
+            raise ValueError(
+                'DOCQA_LLM_LORA_ADAPTERS must be a JSON object, e.g. {"collection": "adapter"}'
+            ) from exc
+    return value
+
+
+JsonObject = Annotated[dict[str, str], NoDecode, BeforeValidator(_parse_json_object)]
+
+
 class LLMSettings(BaseModel):
+    """The vLLM pool: where the servers are, how requests are spread, retried and pushed back."""
+
     endpoints: CsvList = Field(
         default_factory=lambda: ["http://127.0.0.1:8010/v1"],
         description="OpenAI-compatible /v1 base URLs of the vLLM servers",
     )
+    discovery: Literal["static", "dns"] = Field(
+        "static",
+        description="dns: resolve each endpoint's host name periodically and use every address "
+        "(a Kubernetes headless Service); static: use the URLs as given",
+    )
+    discovery_interval_s: float = Field(10.0, ge=1, le=3600, description="DNS re-resolution period")
     model: str = Field("smollm2", min_length=1, description="served model name")
     api_key: SecretStr = SecretStr("EMPTY")
     context_window: int = Field(2048, ge=256, le=1_048_576)
     max_answer_tokens: int = Field(256, ge=16, le=32768)
     temperature: float = Field(0.0, ge=0.0, le=2.0)
-    connect_timeout_s: float = Field(5.0, gt=0, le=120)
-    request_timeout_s: float = Field(120.0, gt=0, le=3600)
+    connect_timeout_s: float = Field(
+        5.0, gt=0, le=120, description="TCP connect timeout; also the health-probe timeout"
+    )
+    first_token_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="a stream with no token by then fails over (or fails)"
+    )
+    request_timeout_s: float = Field(120.0, gt=0, le=3600, description="whole LLM request")
+    policy: Literal["least_loaded", "session_affinity", "round_robin"] = Field(
+        "least_loaded", description="how an endpoint is chosen for each request"
+    )
+    max_in_flight: int = Field(
+        64, ge=1, le=100_000, description="requests this process sends to one endpoint at once"
+    )
+    queue_size: int = Field(
+        256, ge=0, le=1_000_000, description="requests waiting for a free endpoint before 429s"
+    )
+    queue_timeout_s: float = Field(
+        30.0, ge=0, le=3600, description="longest wait in the queue before a 429"
+    )
+    retries: int = Field(
+        1, ge=0, le=5, description="other endpoints tried after a connection error or 5xx"
+    )
+    affinity_max_load: float = Field(
+        0.8,
+        gt=0,
+        le=1.0,
+        description="session_affinity: a session's endpoint loaded beyond this fraction of "
+        "max_in_flight is skipped for the least loaded one",
+    )
+    health_interval_s: float = Field(5.0, ge=0.1, le=600, description="/health and /v1/models")
+    metrics_interval_s: float = Field(2.0, ge=0.1, le=600, description="vLLM /metrics scrape")
+    breaker_failures: int = Field(
+        3, ge=1, le=1000, description="consecutive failures that eject an endpoint"
+    )
+    breaker_cooldown_s: float = Field(
+        10.0, ge=0.1, le=3600, description="time an ejected endpoint waits before a trial"
+    )
+    lora_adapters: JsonObject = Field(
+        default_factory=dict,
+        description='collection -> LoRA adapter served by vLLM, JSON: {"collection": "adapter"}',
+    )
 
     @field_validator("endpoints")
     @classmethod
@@ -127,6 +192,17 @@ class LLMSettings(BaseModel):
             for v in value
         ]
 
+    @field_validator("lora_adapters")
+    @classmethod
+    def _adapters_are_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for collection, adapter in value.items():
+            if not collection.strip() or not str(adapter).strip():
+                raise ValueError(
+                    "DOCQA_LLM_LORA_ADAPTERS maps collection names to adapter names; "
+                    f"got {collection!r}: {adapter!r}"
+                )
+        return value
+
     @model_validator(mode="after")
     def _answer_fits_window(self) -> LLMSettings:
         if self.max_answer_tokens >= self.context_window // 2:
@@ -134,23 +210,89 @@ class LLMSettings(BaseModel):
                 "DOCQA_LLM_MAX_ANSWER_TOKENS must be under half of DOCQA_LLM_CONTEXT_WINDOW "
                 "so that the sources still fit the prompt"
             )
+        if self.first_token_timeout_s > self.request_timeout_s:
+            raise ValueError(
+                "DOCQA_LLM_FIRST_TOKEN_TIMEOUT_S must not exceed DOCQA_LLM_REQUEST_TIMEOUT_S"
+            )
         return self
 
 
 class RetrievalSettings(BaseModel):
+    """Hybrid retrieval; defaults calibrated with ``bench/retrieval_eval.py`` (see README)."""
+
     top_k: int = Field(4, ge=1, le=200, description="sources passed to the LLM by default")
     candidates: int = Field(20, ge=1, le=1000, description="hits taken from each of dense and BM25")
-    rrf_k: int = Field(60, ge=1, le=1000)
-    dense_weight: float = Field(1.0, ge=0.0, le=10.0)
-    sparse_weight: float = Field(1.0, ge=0.0, le=10.0)
+    fusion: Literal["convex", "rrf"] = Field(
+        "convex",
+        description="convex: weighted sum of normalized scores; rrf: weighted reciprocal ranks",
+    )
+    rrf_k: int = Field(60, ge=1, le=1000, description="RRF constant (fusion=rrf)")
+    dense_weight: float = Field(0.4, ge=0.0, le=10.0, description="weight of the dense side")
+    sparse_weight: float = Field(0.6, ge=0.0, le=10.0, description="weight of the BM25 side")
     min_dense_score: float = Field(
         0.80, ge=-1.0, le=1.0, description="best dense cosine below this: nothing relevant"
     )
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> RetrievalSettings:
+        if self.dense_weight == 0 and self.sparse_weight == 0:
+            raise ValueError(
+                "DOCQA_RETRIEVAL_DENSE_WEIGHT and DOCQA_RETRIEVAL_SPARSE_WEIGHT cannot both be 0"
+            )
+        return self
+
+
+class CacheSettings(BaseModel):
+    enabled: bool = Field(True, description="answer cache and coalescing of identical questions")
+    answer_ttl_s: int = Field(3600, ge=1, le=30 * 86400, description="answer cache entry lifetime")
+    embedding_ttl_s: int = Field(
+        86400, ge=1, le=30 * 86400, description="query-embedding cache entry lifetime"
+    )
+    coalesce_wait_s: float = Field(
+        120.0, gt=0, le=3600, description="how long a duplicate waits for another replica's answer"
+    )
+
+
+class SessionSettings(BaseModel):
+    ttl_s: int = Field(86400, ge=60, le=30 * 86400, description="idle time before a session ends")
+    max_history_tokens: int = Field(
+        512, ge=0, le=100_000, description="earlier turns kept in the prompt (oldest dropped)"
+    )
+    max_turns: int = Field(20, ge=1, le=1000, description="turns stored per session")
+    condense_timeout_s: float = Field(
+        20.0, gt=0, le=600, description="time allowed to rewrite a follow-up as standalone"
+    )
+
+
+INDEXING_PORT = 8001
+
+
+class FaqSettings(BaseModel):
+    enabled: bool = Field(True, description="answer questions that match a curated FAQ entry")
+    similarity_threshold: float = Field(
+        0.97,
+        ge=0.5,
+        le=1.0,
+        description="cosine of the question to an FAQ question that counts as the same question "
+        "(calibrated for multilingual-e5-small by bench/faq.py: recalibrate for another embedder)",
+    )
+    max_entries_per_collection: int = Field(5000, ge=1, le=100_000)
+    max_entries_per_request: int = Field(
+        500, ge=1, le=100_000, description="entries one PUT may hold (each is embedded)"
+    )
+    max_answer_chars: int = Field(8000, ge=10, le=1_000_000)
 
 
 class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    shutdown_timeout_s: int = Field(
+        30,
+        ge=0,
+        le=3600,
+        description="on SIGTERM, how long open requests and streams get to finish "
+        "(Kubernetes' terminationGracePeriodSeconds must cover it plus the preStop sleep)",
+    )
 
 
 class CommonSettings(BaseSettings):
@@ -199,14 +341,30 @@ def _require_production_keys(name: str, keys: list[SecretStr]) -> None:
 
 
 class IndexingSettings(CommonSettings):
-    server: ServerSettings = ServerSettings(port=8001)
+    server: ServerSettings = ServerSettings(port=INDEXING_PORT)
     ingest_workers: int = Field(2, ge=1, le=64, description="jobs processed at once")
     shutdown_grace_s: float = Field(
         20.0, ge=0, le=3600, description="time running jobs get to finish on shutdown"
     )
+    job_lease_ttl_s: float = Field(
+        30.0,
+        ge=1,
+        le=3600,
+        description="a worker that stops renewing its lease this long is presumed dead and its "
+        "jobs are requeued by another replica (renewed every third of it)",
+    )
     chunk_max_tokens: int = Field(
         480, ge=32, le=8192, description="chunk size bound, in embedder tokens"
     )
+
+    @field_validator("server", mode="before")
+    @classmethod
+    def _indexing_port_by_default(cls, value: Any) -> Any:
+        """Any DOCQA_SERVER_* variable builds the group from the environment alone, which
+        would take ServerSettings' port (the query API's): keep 8001 unless a port is given."""
+        if isinstance(value, dict) and "port" not in value:
+            return {**value, "port": INDEXING_PORT}
+        return value
 
     @model_validator(mode="after")
     def _chunks_fit_embedder(self) -> IndexingSettings:
@@ -222,6 +380,9 @@ class QuerySettings(CommonSettings):
     server: ServerSettings = ServerSettings(port=8000)
     llm: LLMSettings = LLMSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    cache: CacheSettings = CacheSettings()
+    sessions: SessionSettings = SessionSettings()
+    faq: FaqSettings = FaqSettings()
     grounding_policy: Literal["flag", "drop", "refuse"] = Field(
         "flag", description="what to do with answer sentences whose facts are not in their sources"
     )

@@ -2,55 +2,52 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
-import httpx
 from fastapi import FastAPI
 
-from query_engine.llm.adapter import LLMEndpointConfig, build_openai_like, endpoint_serves_model
 from services.common.app import create_app
 from services.common.clients import build_data_clients, warm_up_models
 from services.common.health import DependencyCheck
-from services.common.settings import LLMSettings, QuerySettings
+from services.common.llm_pool import build_pooled_llm
+from services.common.settings import QuerySettings
+from services.query_api.faq_routes import build_faq_store
+from services.query_api.faq_routes import router as faq_router
+from services.query_api.openai_routes import router as openai_router
 from services.query_api.routes import router
-
-
-def llm_config(settings: LLMSettings) -> LLMEndpointConfig:
-    return LLMEndpointConfig(
-        base_url=settings.endpoints[0],
-        model=settings.model,
-        api_key=settings.api_key.get_secret_value(),
-        context_window=settings.context_window,
-        max_answer_tokens=settings.max_answer_tokens,
-        temperature=settings.temperature,
-        request_timeout_s=settings.request_timeout_s,
-    )
+from services.query_api.wiring import install_answering
 
 
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: QuerySettings = app.state.settings
     clients = build_data_clients(settings)
-    probe = httpx.AsyncClient(timeout=settings.llm.connect_timeout_s)
     app.state.store = clients.store
     app.state.embedder = clients.embedder
     app.state.redis = clients.redis
-    app.state.llm = build_openai_like(llm_config(settings.llm))
-
-    async def llm_ready() -> None:
-        await endpoint_serves_model(probe, settings.llm.endpoints[0], settings.llm.model)
-
-    await warm_up_models(clients.embedder)
+    # the vLLM pool: discovers and probes the servers while the models load
+    llm = build_pooled_llm(settings.llm)
+    app.state.llm = llm
+    try:
+        await asyncio.gather(llm.pool.start(), warm_up_models(clients.embedder))
+    except BaseException:
+        await llm.pool.aclose()  # its watcher tasks must not outlive a failed start
+        raise
+    install_answering(app)
+    # after install_answering: the FAQ embeds through the same cached embedder as retrieval
+    app.state.faq = build_faq_store(settings, clients.redis, app.state.embedder)
     app.state.readiness_checks = (
         DependencyCheck("milvus", clients.store.ping),
-        DependencyCheck("redis", clients.redis.ping),
-        DependencyCheck("llm", llm_ready),
+        DependencyCheck("redis", clients.redis.ping, required=False),
+        # ready when at least one vLLM server is healthy and serves the model
+        DependencyCheck("llm", llm.pool.check_ready),
     )
     try:
         yield
     finally:
-        await probe.aclose()
+        await llm.pool.aclose()
         await clients.aclose()
 
 
@@ -60,5 +57,5 @@ def build_app(settings: QuerySettings | None = None) -> FastAPI:
         service="query",
         settings=settings or QuerySettings(),
         lifespan=lifespan,
-        routers=[router],
+        routers=[router, openai_router, faq_router],
     )

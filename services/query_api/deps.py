@@ -9,6 +9,8 @@ from llama_index.core.llms import LLM
 
 from indexing.embedding import Embedder
 from indexing.store import ChunkStore
+from query_engine.answering import Answerer
+from query_engine.memory import SessionStore
 from services.common.settings import QuerySettings
 
 
@@ -28,6 +30,8 @@ def _embedder(request: Request) -> Embedder:
 
 
 def _llm(request: Request) -> LLM:
+    """The pooled LLM (``query_engine.llm.pooled_llm.PooledLLM``); per request, use
+    ``llm.for_request(session_id=..., collection=...)`` for affinity and LoRA routing."""
     llm: LLM = request.app.state.llm
     return llm
 
@@ -36,3 +40,17 @@ SettingsDep = Annotated[QuerySettings, Depends(_settings)]
 StoreDep = Annotated[ChunkStore, Depends(_store)]
 EmbedderDep = Annotated[Embedder, Depends(_embedder)]
 LLMDep = Annotated[LLM, Depends(_llm)]
+
+
+def _answerer(request: Request) -> Answerer:
+    answerer: Answerer = request.app.state.answerer
+    return answerer
+
+
+def _sessions(request: Request) -> SessionStore:
+    sessions: SessionStore = request.app.state.sessions
+    return sessions
+
+
+AnswererDep = Annotated[Answerer, Depends(_answerer)]
+SessionsDep = Annotated[SessionStore, Depends(_sessions)]

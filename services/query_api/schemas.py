@@ -49,12 +49,26 @@ class Grounding(BaseModel):
     checked_claims: int
 
 
+class FaqHit(BaseModel):
+    id: str
+    question: str = Field(description="the curated question that matched")
+    score: float = Field(description="1.0 for an exact match, else the embedding similarity")
+    match: str = Field(description='"exact" or "similar"')
+
+
 class QueryOut(BaseModel):
     answer: str
     citations: list[Citation]
     grounding: Grounding
     not_found: bool
-    cached: bool = False
+    cached: bool = Field(False, description="served from the answer cache")
+    coalesced: bool = Field(
+        False, description="an identical concurrent question computed this answer"
+    )
+    faq: FaqHit | None = Field(None, description="answered from the collection's FAQ")
+    standalone_question: str | None = Field(
+        None, description="a follow-up in a session, rewritten for retrieval"
+    )
     timings_ms: dict[str, float]
 
 

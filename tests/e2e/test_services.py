@@ -71,7 +71,8 @@ def wait_for_job(indexing_url: str, job_id: str) -> dict[str, object]:
     raise AssertionError(f"job {job_id} did not finish")
 
 
-def test_uploaded_file_is_cited_in_the_answer(services: Services) -> None:
+def upload_samples(services: Services) -> None:
+    """Into collection ``e2e_docs``; a second upload finds them unchanged."""
     files = [
         ("files", ("library_rules.txt", KOREAN_RULES.encode(), "text/plain")),
         ("files", ("grinder.md", ENGLISH_GUIDE.encode(), "text/markdown")),
@@ -85,6 +86,9 @@ def test_uploaded_file_is_cited_in_the_answer(services: Services) -> None:
     job = wait_for_job(services.indexing_url, response.json()["job_id"])
     assert job["state"] == "succeeded", job
 
+
+def test_uploaded_file_is_cited_in_the_answer(services: Services) -> None:
+    upload_samples(services)
     response = httpx.post(
         f"{services.query_url}/v1/query",
         json={"collection": "e2e_docs", "question": "임직원은 한 번에 몇 권까지 빌릴 수 있나요?"},
@@ -105,3 +109,47 @@ def test_services_publish_openapi(services: Services) -> None:
         assert spec["openapi"].startswith("3.")
     paths = httpx.get(f"{services.query_url}/openapi.json").json()["paths"]
     assert "/v1/query" in paths and "/v1/retrieve" in paths
+
+
+def _vllm_gauges_and_finished(llm_url: str) -> tuple[float, float]:
+    """(requests running or waiting, requests finished normally) as vLLM reports them."""
+    metrics = httpx.get(llm_url.removesuffix("/v1") + "/metrics").text
+    busy = finished = 0.0
+    for line in metrics.splitlines():
+        value = line.rsplit(" ", 1)[-1]
+        if line.startswith(("vllm:num_requests_running{", "vllm:num_requests_waiting{")):
+            busy += float(value)
+        elif line.startswith("vllm:request_success_total{"):  # stop or length; aborts not
+            finished += float(value)
+    return busy, finished
+
+
+def test_stream_arrives_token_by_token_and_a_disconnect_aborts_generation(
+    services: Services, servers: Servers
+) -> None:
+    """Over real HTTP: a token event arrives first, and a client that goes away makes vLLM
+    abort the generation (it ends without finishing) instead of finishing it for no one."""
+    assert servers.llm_url
+    upload_samples(services)
+    question = {
+        "collection": "e2e_docs",
+        "question": "Explain in detail every grind setting and every cleaning step, one by one.",
+        "stream": True,
+    }
+    _, finished_before = _vllm_gauges_and_finished(servers.llm_url)
+    with httpx.stream(
+        "POST",
+        f"{services.query_url}/v1/query",
+        json=question,
+        headers={"Authorization": f"Bearer {QUERY_KEY}"},
+        timeout=300,
+    ) as response:
+        assert response.status_code == 200
+        first_line = next(response.iter_lines())
+    assert first_line == "event: token"  # and we hang up here, mid-answer
+
+    deadline = time.monotonic() + 15
+    while (state := _vllm_gauges_and_finished(servers.llm_url))[0] > 0:
+        assert time.monotonic() < deadline, "vLLM kept generating for a client that left"
+        time.sleep(0.1)
+    assert state[1] == finished_before, "the generation ran to its end instead of aborting"

@@ -36,6 +36,7 @@ from services.common.settings import (
     CommonSettings,
     IndexingSettings,
     QuerySettings,
+    ServerSettings,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -443,10 +444,13 @@ def _port_names(selector: Obj, objs: list[Obj]) -> set[str]:
     }
 
 
-def _uvicorn_grace_s() -> int:
-    match = re.search(r"timeout_graceful_shutdown=(\d+)", inspect.getsource(cli.cmd_serve))
-    assert match, "services/cli.py no longer sets uvicorn's timeout_graceful_shutdown"
-    return int(match.group(1))
+def _uvicorn_grace_s(c: Obj, objs: list[Obj]) -> int:
+    """uvicorn's graceful-shutdown timeout as the container gets it (the setting's default when
+    unset), after checking that `docqa serve` really passes the setting to uvicorn."""
+    source = inspect.getsource(cli.cmd_serve)
+    assert "timeout_graceful_shutdown=settings.server.shutdown_timeout_s" in source
+    default = ServerSettings.model_fields["shutdown_timeout_s"].default
+    return int(effective_env(c, objs).get("DOCQA_SERVER_SHUTDOWN_TIMEOUT_S", default))
 
 
 def _pre_stop_sleep_s(c: Obj) -> int:
@@ -463,7 +467,7 @@ def test_query_api_scales_and_shuts_down_gracefully(overlay: str) -> None:
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace >= _pre_stop_sleep_s(c) + _uvicorn_grace_s() + 5
+    assert grace >= _pre_stop_sleep_s(c) + _uvicorn_grace_s(c, objs) + 5
     assert "replicas" not in deployment["spec"], "the HPA owns the replica count"
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
     hpa = find(objs, "HorizontalPodAutoscaler", "query-api")
@@ -481,18 +485,21 @@ def test_query_api_scales_and_shuts_down_gracefully(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_indexing_api_runs_one_worker_that_can_finish_its_jobs(overlay: str) -> None:
+def test_indexing_api_replicas_roll_and_can_finish_their_jobs(overlay: str) -> None:
     objs = objects(overlay)
     deployment = find(objs, "Deployment", "indexing-api")
-    # its worker re-queues every job in the processing list on start (indexing/jobs.py)
-    assert deployment["spec"]["replicas"] == 1
-    assert deployment["spec"]["strategy"]["type"] == "Recreate"
+    # workers hold leases, so replicas never take each other's jobs (indexing/jobs.py)
+    assert deployment["spec"]["replicas"] >= 2
+    assert deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    pdb = find(objs, "PodDisruptionBudget", "indexing-api")
+    assert pods_selected(pdb["spec"]["selector"], objs) == {"indexing-api"}
     c = container(deployment, "indexing-api")
     assert c["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert c["livenessProbe"]["httpGet"]["path"] == "/healthz"
     worker_grace = float(effective_env(c, objs)["DOCQA_SHUTDOWN_GRACE_S"])
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
-    assert grace >= _pre_stop_sleep_s(c) + _uvicorn_grace_s() + worker_grace + 5
+    assert grace >= _pre_stop_sleep_s(c) + _uvicorn_grace_s(c, objs) + worker_grace + 5
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -810,3 +817,27 @@ def test_real_secrets_stay_out_of_git() -> None:
     assert "overlays/*/secrets.env" in ignored
     for overlay in ("overlays/dev", "overlays/prod"):
         assert (K8S / overlay / "secrets.env.example").is_file()
+
+
+@pytest.mark.parametrize("overlay", ["overlays/prod", "overlays/keda"])
+def test_prometheus_adapter_rule_serves_the_hpa_metric(overlay: str) -> None:
+    import yaml
+
+    from services.common.metrics import HTTP_REQUESTS
+
+    objs = objects(overlay)
+    hpa = find(objs, "HorizontalPodAutoscaler", "query-api")
+    wanted = next(
+        m["pods"]["metric"]["name"] for m in hpa["spec"]["metrics"] if m["type"] == "Pods"
+    )
+    config = yaml.safe_load(
+        find(objs, "ConfigMap", "docqa-prometheus-adapter")["data"]["config.yaml"]
+    )
+    (rule,) = [r for r in config["rules"] if r["name"]["as"] == wanted]
+    counter = f"{HTTP_REQUESTS._name}_total"  # prometheus_client drops the suffix from _name
+    assert rule["seriesQuery"].startswith(counter + "{")
+    assert re.fullmatch(rule["name"]["matches"], counter)
+    assert set(rule["resources"]["overrides"]) == {"namespace", "pod"}
+    query = rule["metricsQuery"]
+    assert "rate(<<.Series>>{<<.LabelMatchers>>" in query and 'service="query"' in query
+    assert "/healthz|/readyz|/metrics" in query, "probes and scrapes are not request traffic"
