@@ -1,17 +1,24 @@
 """Ingestion jobs in Redis: a queue, a state machine, progress counts and per-document errors.
 
-A job is claimed by moving its id from the queue list to the processing list in one atomic
-``LMOVE``, so a worker that dies mid-job leaves the id in the processing list; the next worker to
-start puts it back on the queue. Re-running a job is safe: unchanged documents are skipped and
-chunk ids are stable, so nothing is duplicated.
+Every worker (one per indexing-api replica) holds a *lease*: a Redis key with a TTL that it
+renews while it runs, and its own processing list. A job is claimed by moving its id from the
+queue to the worker's processing list in one atomic ``BLMOVE``. A worker that dies stops renewing;
+once its lease expires, any replica's periodic reaper moves the jobs of that worker's processing
+list back to the front of the queue (a Lua script checks the lease and moves them atomically), and
+another worker finishes them. Live workers' jobs are never touched, so replicas can run side by
+side. Re-running a job is safe: unchanged documents are skipped and chunk ids are stable, so
+nothing is duplicated.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
+import os
+import socket
 import time
 import uuid
 from collections.abc import Sequence
@@ -28,6 +35,24 @@ log = logging.getLogger(__name__)
 JobState = Literal["queued", "running", "succeeded", "failed", "partial"]
 FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "partial"})
 MAX_ERRORS_KEPT = 200
+
+
+# KEYS: lease, workers set. ARGV: worker id, TTL in ms. Returns 1 if the lease was still held.
+_RENEW_LEASE = """
+local held = redis.call('GET', KEYS[1]) == ARGV[1]
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[1])
+if held then return 1 else return 0 end
+"""
+
+# KEYS: lease, processing list, queue, workers set. ARGV: worker id. Returns the jobs moved.
+_REQUEUE_IF_EXPIRED = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local moved = 0
+while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT') do moved = moved + 1 end
+redis.call('SREM', KEYS[4], ARGV[1])
+return moved
+"""
 
 
 class JobStore:
@@ -47,8 +72,20 @@ class JobStore:
         return f"{self._prefix}:jobs:queue"
 
     @property
-    def processing_key(self) -> str:
+    def workers_key(self) -> str:
+        """The set of worker ids that may hold jobs (live, or dead and not yet reaped)."""
+        return f"{self._prefix}:jobs:workers"
+
+    @property
+    def legacy_processing_key(self) -> str:
+        """The one shared processing list of releases before leases; drained by the reaper."""
         return f"{self._prefix}:jobs:processing"
+
+    def processing_key(self, worker_id: str) -> str:
+        return f"{self._prefix}:jobs:processing:{worker_id}"
+
+    def lease_key(self, worker_id: str) -> str:
+        return f"{self._prefix}:jobs:lease:{worker_id}"
 
     async def create(self, collection: str, documents: Sequence[SourceDocument]) -> str:
         job_id = uuid.uuid4().hex
@@ -81,17 +118,57 @@ class JobStore:
             return []
         return [_document_from_dict(d) for d in json.loads(payload)]
 
-    async def claim(self, wait_s: int) -> str | None:
+    async def claim(self, worker_id: str, wait_s: int) -> str | None:
         job_id = await self._redis.blmove(
-            self.queue_key, self.processing_key, wait_s, "LEFT", "RIGHT"
+            self.queue_key, self.processing_key(worker_id), wait_s, "LEFT", "RIGHT"
         )
         return _text(job_id) if job_id is not None else None
 
-    async def requeue_orphans(self) -> int:
-        """Jobs left in the processing list by a worker that died go back to the queue."""
+    async def renew_lease(self, worker_id: str, ttl_s: float) -> bool:
+        """Take or extend the worker's lease; False if it was not held (first call, or lost)."""
+        held = await self._redis.eval(
+            _RENEW_LEASE,
+            2,
+            self.lease_key(worker_id),
+            self.workers_key,
+            worker_id,
+            str(max(1, int(ttl_s * 1000))),
+        )
+        return bool(held)
+
+    async def requeue_expired(self) -> int:
+        """Jobs of workers whose lease expired go back to the front of the queue. Safe to run
+        from every replica at once: each worker's check-and-move is one atomic script."""
         moved = 0
-        while await self._redis.lmove(self.processing_key, self.queue_key, "RIGHT", "LEFT"):
+        for raw in await self._redis.smembers(self.workers_key):
+            worker_id = _text(raw)
+            moved += int(
+                await self._redis.eval(
+                    _REQUEUE_IF_EXPIRED,
+                    4,
+                    self.lease_key(worker_id),
+                    self.processing_key(worker_id),
+                    self.queue_key,
+                    self.workers_key,
+                    worker_id,
+                )
+            )
+        while await self._redis.lmove(self.legacy_processing_key, self.queue_key, "RIGHT", "LEFT"):
             moved += 1
+        return moved
+
+    async def release(self, worker_id: str) -> int:
+        """A worker that stops: jobs it cut short go back to the queue now (not after its lease
+        expires), and the lease and registration are dropped."""
+        moved = 0
+        while await self._redis.lmove(
+            self.processing_key(worker_id), self.queue_key, "RIGHT", "LEFT"
+        ):
+            moved += 1
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.lease_key(worker_id))
+            pipe.srem(self.workers_key, worker_id)
+            await pipe.execute()
         return moved
 
     async def start_attempt(self, job_id: str) -> None:
@@ -129,27 +206,29 @@ class JobStore:
                 errors.append({"doc_id": outcome.doc_id, "error": outcome.error})
                 await self._redis.hset(key, "errors", json.dumps(errors, ensure_ascii=False))
 
-    async def finish(self, job_id: str, state: JobState, *, error: str | None = None) -> None:
+    async def finish(
+        self, job_id: str, state: JobState, *, worker_id: str, error: str | None = None
+    ) -> None:
         fields: dict[str, Any] = {"state": state, "finished_at": time.time()}
         if error:
             fields["error"] = error
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._job_key(job_id), mapping=_encode(fields))
-            pipe.lrem(self.processing_key, 0, job_id)
+            pipe.lrem(self.processing_key(worker_id), 0, job_id)
             if state in FINAL_STATES:
                 pipe.delete(self._payload_key(job_id))
             await pipe.execute()
 
-    async def retry_later(self, job_id: str, error: str) -> None:
+    async def retry_later(self, job_id: str, error: str, *, worker_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hset(self._job_key(job_id), mapping=_encode({"state": "queued", "error": error}))
-            pipe.lrem(self.processing_key, 0, job_id)
+            pipe.lrem(self.processing_key(worker_id), 0, job_id)
             pipe.rpush(self.queue_key, job_id)
             await pipe.execute()
 
 
 class JobWorker:
-    """Runs queued jobs with bounded concurrency inside the indexing service."""
+    """Runs queued jobs with bounded concurrency inside the indexing service, under a lease."""
 
     def __init__(
         self,
@@ -159,12 +238,16 @@ class JobWorker:
         concurrency: int = 2,
         max_attempts: int = 5,
         retry_delay_s: float = 2.0,
+        lease_ttl_s: float = 30.0,
+        worker_id: str | None = None,
     ) -> None:
         self._jobs = jobs
         self._pipeline = pipeline
         self._concurrency = concurrency
         self._max_attempts = max_attempts
         self._retry_delay_s = retry_delay_s
+        self._lease_ttl_s = lease_ttl_s
+        self.worker_id = worker_id or new_worker_id()
         self._stopping = asyncio.Event()
 
     def stop(self) -> None:
@@ -173,25 +256,67 @@ class JobWorker:
         self._stopping.set()
 
     async def run(self) -> None:
-        await self._resume_interrupted()
-        await asyncio.gather(*(self._loop() for _ in range(self._concurrency)))
+        """Take the lease, then claim jobs until stopped. The lease is renewed until every job in
+        hand has ended, so a slow last job is not taken over by another replica."""
+        await self._take_lease()
+        keep_lease = asyncio.create_task(self._keep_lease(), name="job-lease")
+        try:
+            await asyncio.gather(
+                self._reap_periodically(), *(self._loop() for _ in range(self._concurrency))
+            )
+        finally:
+            keep_lease.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keep_lease
 
-    async def _resume_interrupted(self) -> None:
+    async def release(self) -> None:
+        """After ``run`` ended (or was cancelled): hand jobs cut short back to the queue."""
+        try:
+            moved = await self._jobs.release(self.worker_id)
+        except (RedisError, OSError) as exc:
+            log.warning("could not release the job lease", extra={"error": str(exc)})
+            return
+        if moved:
+            log.info("jobs cut short were put back on the queue", extra={"jobs": moved})
+
+    async def _take_lease(self) -> None:
         while not self._stopping.is_set():
             try:
-                moved = await self._jobs.requeue_orphans()
+                await self._jobs.renew_lease(self.worker_id, self._lease_ttl_s)
+                return
             except (RedisError, OSError) as exc:
                 log.warning("job queue unreachable", extra={"error": str(exc)})
                 await asyncio.sleep(self._retry_delay_s)
+
+    async def _keep_lease(self) -> None:
+        while True:
+            await asyncio.sleep(self._lease_ttl_s / 3)
+            try:
+                held = await self._jobs.renew_lease(self.worker_id, self._lease_ttl_s)
+            except (RedisError, OSError) as exc:
+                log.warning("could not renew the job lease", extra={"error": str(exc)})
                 continue
+            if not held:
+                # our jobs were requeued: another worker may run them too (harmlessly: re-runs
+                # are idempotent); renewing at a third of the TTL makes this rare
+                log.warning("job lease had expired", extra={"worker_id": self.worker_id})
+
+    async def _reap_periodically(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                moved = await self._jobs.requeue_expired()
+            except (RedisError, OSError) as exc:
+                log.warning("job queue unreachable", extra={"error": str(exc)})
+                moved = 0
             if moved:
-                log.info("resuming interrupted jobs", extra={"jobs": moved})
-            return
+                log.info("requeued jobs of expired workers", extra={"jobs": moved})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=self._lease_ttl_s / 2)
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                job_id = await self._jobs.claim(wait_s=1)
+                job_id = await self._jobs.claim(self.worker_id, wait_s=1)
             except (RedisError, OSError) as exc:
                 log.warning("job queue unreachable", extra={"error": str(exc)})
                 await asyncio.sleep(self._retry_delay_s)
@@ -205,13 +330,20 @@ class JobWorker:
             except Exception as exc:
                 # a bug in one job must not stop the worker: fail the job, keep serving the queue
                 log.exception("job crashed", extra={"job_id": job_id})
-                await self._jobs.finish(job_id, "failed", error=f"internal error: {exc}")
+                await self._finish(job_id, "failed", error=f"internal error: {exc}")
 
     async def run_job(self, job_id: str) -> None:
         try:
             job = await self._jobs.get(job_id)
         except JobNotFound:
-            await self._jobs.finish(job_id, "failed", error="job record expired")
+            await self._finish(job_id, "failed", error="job record expired")
+            return
+        attempts = int(job.get("attempts", 0))
+        if attempts >= self._max_attempts:
+            # started that often without ending: it kills its worker (e.g. out of memory)
+            await self._finish(
+                job_id, "failed", error=f"gave up after {attempts} interrupted attempts"
+            )
             return
         await self._jobs.start_attempt(job_id)
         documents = await self._jobs.documents(job_id)
@@ -222,22 +354,30 @@ class JobWorker:
                 on_document=lambda outcome: self._jobs.record(job_id, outcome),
             )
         except (DocqaError, RedisError, OSError) as exc:
-            await self._after_failure(job_id, int(job.get("attempts", 0)) + 1, exc)
+            await self._after_failure(job_id, attempts + 1, exc)
             return
-        await self._jobs.finish(job_id, final_state(outcomes))
+        await self._finish(job_id, final_state(outcomes))
+
+    async def _finish(self, job_id: str, state: JobState, *, error: str | None = None) -> None:
+        await self._jobs.finish(job_id, state, worker_id=self.worker_id, error=error)
 
     async def _after_failure(self, job_id: str, attempts: int, exc: Exception) -> None:
         message = getattr(exc, "message", None) or str(exc)
         if isinstance(exc, DocqaError) and exc.http_status < 500:
-            await self._jobs.finish(job_id, "failed", error=message)
+            await self._finish(job_id, "failed", error=message)
         elif attempts >= self._max_attempts:
-            await self._jobs.finish(
+            await self._finish(
                 job_id, "failed", error=f"gave up after {attempts} attempts: {message}"
             )
         else:
             log.warning("job will be retried", extra={"job_id": job_id, "error": message})
             await asyncio.sleep(self._retry_delay_s)
-            await self._jobs.retry_later(job_id, message)
+            await self._jobs.retry_later(job_id, message, worker_id=self.worker_id)
+
+
+def new_worker_id() -> str:
+    """Host (the pod name on Kubernetes), pid and a random part: unique even across restarts."""
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def final_state(outcomes: Sequence[DocumentOutcome]) -> JobState:

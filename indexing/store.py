@@ -151,27 +151,50 @@ class ChunkStore:
             await self._call(self._client.delete, name, ids=list(chunk_ids))
 
     async def document_chunks(self, collection: str, doc_id: str) -> list[StoredChunk]:
+        return (await self.documents_chunks(collection, [doc_id])).get(doc_id, [])
+
+    async def documents_chunks(
+        self, collection: str, doc_ids: Sequence[str]
+    ) -> dict[str, list[StoredChunk]]:
+        """What is stored for each of these documents, in one query (absent ids are left out)."""
+        if not doc_ids:
+            return {}
         name = await self.require(collection)
+        ids = ", ".join(quote(doc_id) for doc_id in doc_ids)
         rows = await self._call(
             self._client.query,
             name,
-            filter=f"{schema.DOC_ID} == {quote(doc_id)}",
-            output_fields=[
-                schema.CHUNK_ID,
-                schema.CONTENT_HASH,
-                schema.CHUNK_INDEX,
-                schema.CHUNK_COUNT,
-            ],
+            filter=f"{schema.DOC_ID} in [{ids}]",
+            output_fields=[*_STORED_CHUNK_FIELDS, schema.DOC_ID],
         )
-        return [
-            StoredChunk(
-                row[schema.CHUNK_ID],
-                row[schema.CONTENT_HASH],
-                int(row[schema.CHUNK_INDEX]),
-                int(row[schema.CHUNK_COUNT]),
-            )
-            for row in rows
-        ]
+        found: dict[str, list[StoredChunk]] = {}
+        for row in rows:
+            found.setdefault(row[schema.DOC_ID], []).append(_stored_chunk(row))
+        return found
+
+    async def first_chunks(
+        self, collection: str, *, limit: int, after_chunk_id: str = ""
+    ) -> list[dict[str, Any]]:
+        """The first chunk of each document, ordered by chunk id, after ``after_chunk_id``.
+
+        This is a stable order to page through documents with a cursor: the ``iterator`` query
+        option (what pymilvus' own query iterator sends) makes Milvus return the smallest
+        primary keys that match, in order; a plain query with a limit returns arbitrary ones.
+        """
+        name = await self.require(collection)
+        expr = f"{schema.CHUNK_INDEX} == 0"
+        if after_chunk_id:
+            expr += f" and {schema.CHUNK_ID} > {quote(after_chunk_id)}"
+        rows: list[dict[str, Any]] = await self._call(
+            self._client.query,
+            name,
+            filter=expr,
+            output_fields=[*_STORED_CHUNK_FIELDS, schema.DOC_ID, schema.METADATA],
+            limit=limit,
+            iterator="True",
+            reduce_stop_for_best="True",
+        )
+        return sorted(rows, key=lambda row: str(row[schema.CHUNK_ID]))
 
     async def search_dense(
         self, collection: str, vector: Sequence[float], *, limit: int, expr: str = ""
@@ -222,6 +245,23 @@ class ChunkStore:
             Hit(row["entity"][schema.CHUNK_ID], float(row["distance"]), row["entity"])
             for row in result[0]
         ]
+
+
+_STORED_CHUNK_FIELDS = [
+    schema.CHUNK_ID,
+    schema.CONTENT_HASH,
+    schema.CHUNK_INDEX,
+    schema.CHUNK_COUNT,
+]
+
+
+def _stored_chunk(row: dict[str, Any]) -> StoredChunk:
+    return StoredChunk(
+        row[schema.CHUNK_ID],
+        row[schema.CONTENT_HASH],
+        int(row[schema.CHUNK_INDEX]),
+        int(row[schema.CHUNK_COUNT]),
+    )
 
 
 class _NotLoaded(Exception):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from indexing import schema
 from indexing.errors import DocqaError
@@ -39,6 +39,11 @@ SUPPORTED_SUFFIXES = {
     ".json",
     ".jsonl",
 }
+
+
+# documents handed to the pipeline at once: large enough that its stages stay overlapped
+BATCH_DOCUMENTS = 512
+BATCH_CHARS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -132,18 +137,8 @@ async def ingest_path(
     try:
         await warm_up_models(clients.embedder)
         with _progress(console) as progress:
-            task = progress.add_task("ingesting", total=len(files), rate="")
-            for file in files:
-                if stop.is_set():
-                    break
-                await _ingest_file(file, root, collection, shard, pipeline, summary)
-                elapsed = max(time.perf_counter() - started, 1e-6)
-                done = summary.indexed + summary.unchanged + summary.failed
-                progress.update(
-                    task,
-                    advance=1,
-                    rate=f"{done / elapsed:.1f} docs/s {summary.chunks / elapsed:.1f} chunks/s",
-                )
+            bar = _Bar(progress, summary, started, len(files))
+            await _ingest_files(files, root, collection, shard, pipeline, summary, bar, stop)
         if summary.indexed:
             await clients.store.flush(collection)
     finally:
@@ -152,23 +147,83 @@ async def ingest_path(
     return summary
 
 
-async def _ingest_file(
-    file: Path,
+class _Bar:
+    """Counts documents (their total grows as files are read) and shows docs/s and chunks/s."""
+
+    def __init__(self, progress: Progress, summary: Summary, started: float, files: int) -> None:
+        self._progress = progress
+        self._summary = summary
+        self._started = started
+        self._files = files
+        self._known = 0
+        self._task = progress.add_task("reading", total=None, rate="")
+
+    def read(self, file_number: int, documents: int) -> None:
+        self._known += documents
+        self._progress.update(self._task, description=f"file {file_number}/{self._files}")
+        self.show()
+
+    def show(self) -> None:
+        summary = self._summary
+        done = summary.indexed + summary.unchanged + summary.failed
+        elapsed = max(time.perf_counter() - self._started, 1e-6)
+        self._progress.update(
+            self._task,
+            completed=done,
+            total=max(self._known, done),
+            rate=f"{done / elapsed:.1f} docs/s {summary.chunks / elapsed:.1f} chunks/s",
+        )
+
+
+async def _ingest_files(
+    files: list[Path],
     root: Path,
     collection: str,
     shard: Shard,
     pipeline: IngestionPipeline,
     summary: Summary,
+    bar: _Bar,
+    stop: asyncio.Event,
 ) -> None:
+    """Documents of many files go to the pipeline together (it batches embedding across
+    documents); an interrupt takes effect after the batch in hand."""
+
+    async def on_document(outcome: DocumentOutcome) -> None:
+        summary.add(outcome)
+        bar.show()
+
+    batch: list[SourceDocument] = []
+    for number, file in enumerate(files, start=1):
+        if stop.is_set():
+            return
+        failed_before = summary.failed
+        mine = await asyncio.to_thread(_documents_of_shard, file, root, shard, summary)
+        bar.read(number, len(mine) + summary.failed - failed_before)
+        for document in mine:
+            batch.append(document)
+            if _batch_is_full(batch):
+                await pipeline.ingest(collection, batch, on_document=on_document, flush=False)
+                batch = []
+                if stop.is_set():
+                    return
+    if batch:
+        await pipeline.ingest(collection, batch, on_document=on_document, flush=False)
+
+
+def _batch_is_full(batch: list[SourceDocument]) -> bool:
+    return len(batch) >= BATCH_DOCUMENTS or sum(len(d.text) for d in batch) >= BATCH_CHARS
+
+
+def _documents_of_shard(
+    file: Path, root: Path, shard: Shard, summary: Summary
+) -> list[SourceDocument]:
     mine = []
     for document in documents_in(file, root, summary):
         if shard.owns(document.doc_id):
             mine.append(document)
         else:
             summary.skipped_other_shards += 1
-    if mine:
-        for outcome in await pipeline.ingest(collection, mine, flush=False):
-            summary.add(outcome)
+    return mine
 
 
 def _progress(console: Console) -> Progress:
@@ -177,14 +232,14 @@ def _progress(console: Console) -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[rate]}"),
-        TimeRemainingColumn(),
+        TimeElapsedColumn(),  # a remaining-time guess swings with document sizes
         console=console,
         transient=False,
     )
 
 
 def _install_interrupt_handler(summary: Summary, console: Console) -> asyncio.Event:
-    """First Ctrl-C: finish the current file and stop cleanly; the next run continues."""
+    """First Ctrl-C: finish the current batch and stop cleanly; the next run continues."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -194,7 +249,7 @@ def _install_interrupt_handler(summary: Summary, console: Console) -> asyncio.Ev
         summary.interrupted = True
         stop.set()
         console.print(
-            "[yellow]stopping after the current file; run the same command to continue[/]"
+            "[yellow]stopping after the current batch; run the same command to continue[/]"
         )
 
     for sig in (signal.SIGINT, signal.SIGTERM):

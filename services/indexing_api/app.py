@@ -31,7 +31,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         DependencyCheck("redis", clients.redis.ping),
     )
     await warm_up_models(clients.embedder)
-    worker = JobWorker(jobs, pipeline, concurrency=settings.ingest_workers)
+    worker = JobWorker(
+        jobs, pipeline, concurrency=settings.ingest_workers, lease_ttl_s=settings.job_lease_ttl_s
+    )
     worker_task = asyncio.create_task(worker.run(), name="job-worker")
     try:
         yield
@@ -41,15 +43,16 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 
 async def stop_worker(worker: JobWorker, task: asyncio.Task[None], *, grace_s: float) -> None:
-    """Let running jobs finish within the grace period; a job cut short stays in the processing
-    list and is resumed by the next worker to start."""
+    """Let running jobs finish within the grace period; a job cut short goes back to the queue
+    at once and another replica (or the next start) resumes it."""
     worker.stop()
     done, _ = await asyncio.wait({task}, timeout=grace_s)
     if not done:
-        log.warning("jobs still running at shutdown; they will resume on the next start")
+        log.warning("jobs still running at shutdown; they go back to the queue")
         task.cancel()
         with contextlib.suppress(BaseException):
             await asyncio.wait_for(task, timeout=5)
+    await worker.release()
 
 
 def build_app(settings: IndexingSettings | None = None) -> FastAPI:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
@@ -15,6 +16,8 @@ from indexing.loaders import load_documents
 from indexing.pipeline import SourceDocument
 from services.common.auth import Scope, require_scope
 from services.indexing_api.deps import JobsDep, PipelineDep, SettingsDep, StoreDep
+
+MAX_PAGE_SIZE = 1000
 
 router = APIRouter(
     prefix="/v1", tags=["indexing"], dependencies=[Depends(require_scope(Scope.ADMIN))]
@@ -180,8 +183,47 @@ async def get_job(job_id: str, jobs: JobsDep) -> dict[str, Any]:
     return await jobs.get(job_id)
 
 
+class DocumentListed(BaseModel):
+    doc_id: str
+    title: str
+    source: str
+    content_hash: str
+    chunk_count: int
+
+
+class DocumentPage(BaseModel):
+    collection: str
+    documents: list[DocumentListed]
+    next_cursor: str | None = Field(
+        description="pass as ?cursor= for the next page; null on the last page"
+    )
+
+
 @router.get(
-    "/collections/{collection}/documents/{doc_id}", summary="What is indexed for a document"
+    "/collections/{collection}/documents",
+    summary="List a collection's documents, a page at a time",
+    response_model=DocumentPage,
+)
+async def list_documents(
+    collection: str,
+    pipeline: PipelineDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 100,
+    cursor: Annotated[str, Query(max_length=64)] = "",
+) -> DocumentPage:
+    """Documents in a stable order (not alphabetical). Follow ``next_cursor`` until it is null;
+    a page may hold fewer than ``limit`` documents before the end."""
+    schema.validate_collection_name(collection)
+    documents, next_cursor = await pipeline.list_documents(collection, limit=limit, cursor=cursor)
+    return DocumentPage(
+        collection=collection,
+        documents=[DocumentListed(**dataclasses.asdict(d)) for d in documents],
+        next_cursor=next_cursor,
+    )
+
+
+@router.get(
+    "/collections/{collection}/documents/{doc_id:path}",
+    summary="What is indexed for a document",
 )
 async def get_document(collection: str, doc_id: str, store: StoreDep) -> dict[str, Any]:
     chunks = await store.document_chunks(collection, doc_id)
@@ -195,7 +237,7 @@ async def get_document(collection: str, doc_id: str, store: StoreDep) -> dict[st
     }
 
 
-@router.delete("/collections/{collection}/documents/{doc_id}", summary="Remove a document")
+@router.delete("/collections/{collection}/documents/{doc_id:path}", summary="Remove a document")
 async def delete_document(collection: str, doc_id: str, pipeline: PipelineDep) -> dict[str, Any]:
     removed = await pipeline.delete_document(collection, doc_id)
     if not removed:
