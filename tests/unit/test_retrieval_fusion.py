@@ -1,4 +1,4 @@
-"""Unit tests for the pure parts of query_engine.retrieval: weighted RRF fusion and filters.
+"""Unit tests for the pure parts of query_engine.retrieval: fusion (convex and RRF) and filters.
 
 Inputs are built as ``indexing.store.Hit`` rows, the way ``ChunkStore`` returns them from Milvus.
 """
@@ -7,14 +7,23 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from indexing import schema
 from indexing.errors import InvalidRequest
 from indexing.store import Hit
-from query_engine.retrieval import MAX_FILTER_VALUES, RetrievalConfig, filter_expression, fuse
+from query_engine.retrieval import (
+    MAX_FILTER_VALUES,
+    FusionMethod,
+    RetrievalConfig,
+    filter_expression,
+    fuse,
+)
+from services.common.settings import RetrievalSettings
 
 
 def hit(chunk_id: str, score: float = 0.5, **metadata: Any) -> Hit:
@@ -40,47 +49,116 @@ def rrf(rank: int, weight: float = 1.0, k: int = 60) -> float:
     return weight / (k + rank + 1)
 
 
-EQUAL = RetrievalConfig(rrf_k=60, dense_weight=1.0, sparse_weight=1.0)
+EQUAL = RetrievalConfig(top_k=50, fusion="rrf", rrf_k=60, dense_weight=1.0, sparse_weight=1.0)
+CONVEX = RetrievalConfig(top_k=50, fusion="convex", dense_weight=0.5, sparse_weight=0.5)
 
 
-# --------------------------------------------------------------------------- fuse
+def scores_of(fused: Sequence[Any]) -> dict[str, float]:
+    return {n.node.node_id: n.score for n in fused}
 
 
-def test_fuse_of_nothing_is_nothing() -> None:
-    assert fuse([], [], EQUAL) == []
+# --------------------------------------------------------------------------- fuse, either method
 
 
-def test_single_list_keeps_its_order() -> None:
+def test_the_default_is_the_convex_combination() -> None:
+    assert RetrievalConfig().fusion == "convex"
+
+
+@pytest.mark.parametrize("config", [EQUAL, CONVEX], ids=["rrf", "convex"])
+def test_fuse_of_nothing_is_nothing(config: RetrievalConfig) -> None:
+    assert fuse([], [], config) == []
+
+
+@pytest.mark.parametrize("config", [EQUAL, CONVEX], ids=["rrf", "convex"])
+def test_single_list_keeps_its_order(config: RetrievalConfig) -> None:
     dense = [hit("a", 0.9), hit("b", 0.8), hit("c", 0.7)]
+    sparse = [hit("a", -9.0), hit("b", -8.0), hit("c", -7.0)]
 
-    assert ids(fuse(dense, [], EQUAL)) == ["a", "b", "c"]
-    assert ids(fuse([], dense, EQUAL)) == ["a", "b", "c"]
+    assert ids(fuse(dense, [], config)) == ["a", "b", "c"]
+    assert ids(fuse([], sparse, config)) == ["a", "b", "c"]
 
 
-def test_scores_are_weighted_reciprocal_ranks() -> None:
-    config = RetrievalConfig(rrf_k=10, dense_weight=2.0, sparse_weight=0.5)
+@pytest.mark.parametrize("config", [EQUAL, CONVEX], ids=["rrf", "convex"])
+def test_a_hit_found_by_both_ranks_above_hits_found_by_one(config: RetrievalConfig) -> None:
+    dense = [hit("dense-only", 0.90), hit("both", 0.89), hit("d", 0.80)]
+    sparse = [hit("sparse-only", -10.0), hit("both", -9.5), hit("s", -2.0)]
+
+    fused = ids(fuse(dense, sparse, config))
+
+    assert fused[0] == "both"
+    assert set(fused) == {"both", "dense-only", "sparse-only", "d", "s"}
+    assert len(fused) == 5  # no duplicates
+
+
+@pytest.mark.parametrize("config", [EQUAL, CONVEX], ids=["rrf", "convex"])
+def test_output_is_sorted_by_fused_score(config: RetrievalConfig) -> None:
+    dense = [hit(f"d{i}", 0.9 - i / 100) for i in range(6)]
+    sparse = [hit(f"d{i}", -float(i)) for i in (5, 3, 1)] + [hit("s9", -0.5)]
+
+    scores = [n.get_score(raise_error=True) for n in fuse(dense, sparse, config)]
+
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "convex"])
+def test_weights_change_the_order(fusion: FusionMethod) -> None:
+    dense = [hit("semantic", 0.9), hit("x", 0.8)]
+    sparse = [hit("keyword", -5.0), hit("y", -1.0)]
+
+    favour_sparse = RetrievalConfig(fusion=fusion, dense_weight=0.3, sparse_weight=0.7)
+    favour_dense = RetrievalConfig(fusion=fusion, dense_weight=0.7, sparse_weight=0.3)
+
+    assert ids(fuse(dense, sparse, favour_sparse))[0] == "keyword"
+    assert ids(fuse(dense, sparse, favour_dense))[0] == "semantic"
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "convex"])
+def test_a_zero_weight_leaves_that_side_out(fusion: FusionMethod) -> None:
+    dense = [hit("a", 0.9), hit("b", 0.8)]
+    sparse = [hit("c", -3.0), hit("a", -1.0)]
+
+    dense_only = RetrievalConfig(fusion=fusion, dense_weight=1.0, sparse_weight=0.0)
+    bm25_only = RetrievalConfig(fusion=fusion, dense_weight=0.0, sparse_weight=1.0)
+
+    assert ids(fuse(dense, sparse, dense_only)) == ["a", "b"]
+    assert ids(fuse(dense, sparse, bm25_only)) == ["c", "a"]
+
+
+@pytest.mark.parametrize("config", [EQUAL, CONVEX], ids=["rrf", "convex"])
+def test_ties_keep_the_dense_order_then_the_bm25_order(config: RetrievalConfig) -> None:
+    # equal weights, mirrored lists: rank r of dense and rank r of BM25 score exactly the same
+    # (normalized: dense 1, 0.5, 0 by min-max; BM25 1, 0.5, 0 over the best)
+    dense = [hit("d0", 0.9), hit("d1", 0.8), hit("d2", 0.7)]
+    sparse = [hit("s0", -4.0), hit("s1", -2.0), hit("s2", 0.0)]
+
+    assert ids(fuse(dense, sparse, config)) == ["d0", "s0", "d1", "s1", "d2", "s2"]
+
+
+@pytest.mark.parametrize("config", [EQUAL, CONVEX], ids=["rrf", "convex"])
+def test_only_the_first_top_k_come_back(config: RetrievalConfig) -> None:
+    dense = [hit(f"d{i}", 0.9 - i / 100) for i in range(6)]
+    sparse = [hit(f"s{i}", -10.0 + i) for i in range(6)]
+    everything = ids(fuse(dense, sparse, config))
+
+    assert ids(fuse(dense, sparse, replace(config, top_k=3))) == everything[:3]
+
+
+# --------------------------------------------------------------------------- rrf
+
+
+def test_rrf_scores_are_weighted_reciprocal_ranks() -> None:
+    config = RetrievalConfig(fusion="rrf", rrf_k=10, dense_weight=2.0, sparse_weight=0.5)
     dense = [hit("a"), hit("b")]
     sparse = [hit("b"), hit("c")]
 
-    scores = {n.node.node_id: n.score for n in fuse(dense, sparse, config)}
+    scores = scores_of(fuse(dense, sparse, config))
 
     assert scores["a"] == pytest.approx(rrf(0, 2.0, 10))
     assert scores["b"] == pytest.approx(rrf(1, 2.0, 10) + rrf(0, 0.5, 10))
     assert scores["c"] == pytest.approx(rrf(1, 0.5, 10))
 
 
-def test_a_hit_found_by_both_ranks_above_hits_found_by_one() -> None:
-    dense = [hit("dense-only"), hit("both")]
-    sparse = [hit("sparse-only"), hit("both")]
-
-    fused = ids(fuse(dense, sparse, EQUAL))
-
-    assert fused[0] == "both"
-    assert set(fused) == {"both", "dense-only", "sparse-only"}
-    assert len(fused) == 3  # no duplicates
-
-
-def test_a_hit_low_in_both_lists_beats_the_top_of_one() -> None:
+def test_rrf_a_hit_low_in_both_lists_beats_the_top_of_one() -> None:
     dense = [hit("d0"), hit("d1"), hit("d2"), hit("shared")]
     sparse = [hit("s0"), hit("s1"), hit("s2"), hit("shared")]
 
@@ -88,50 +166,62 @@ def test_a_hit_low_in_both_lists_beats_the_top_of_one() -> None:
     assert ids(fuse(dense, sparse, EQUAL))[0] == "shared"
 
 
-def test_output_is_sorted_by_fused_score() -> None:
-    dense = [hit(f"d{i}") for i in range(6)]
-    sparse = [hit(f"d{i}") for i in (5, 3, 1)] + [hit("s9")]
+def test_rrf_ignores_score_values() -> None:
+    close = [hit("a", 0.90), hit("b", 0.89)]
+    far = [hit("a", 0.90), hit("b", 0.10)]
 
-    scores = [n.get_score(raise_error=True) for n in fuse(dense, sparse, EQUAL)]
-
-    assert scores == sorted(scores, reverse=True)
+    assert scores_of(fuse(close, [], EQUAL)) == scores_of(fuse(far, [], EQUAL))
 
 
-def test_weights_change_the_order() -> None:
-    dense = [hit("semantic")]
-    sparse = [hit("keyword")]
-
-    favour_sparse = RetrievalConfig(dense_weight=0.5, sparse_weight=1.5)
-    favour_dense = RetrievalConfig(dense_weight=1.5, sparse_weight=0.5)
-
-    assert ids(fuse(dense, sparse, favour_sparse)) == ["keyword", "semantic"]
-    assert ids(fuse(dense, sparse, favour_dense)) == ["semantic", "keyword"]
+# --------------------------------------------------------------------------- convex
 
 
-def test_zero_weight_keeps_hits_but_ranks_them_last() -> None:
-    dense = [hit("a"), hit("b")]
-    sparse = [hit("c")]
+def test_convex_scores_are_weighted_min_max_scaled_scores() -> None:
+    config = RetrievalConfig(top_k=10, fusion="convex", dense_weight=0.4, sparse_weight=0.6)
+    dense = [hit("a", 0.90), hit("b", 0.85), hit("c", 0.80)]
+    sparse = [hit("b", -8.0), hit("d", -4.0), hit("e", -2.0)]
 
-    fused = fuse(dense, sparse, RetrievalConfig(dense_weight=0.0, sparse_weight=1.0))
+    scores = scores_of(fuse(dense, sparse, config))
 
-    assert ids(fused)[0] == "c"
-    assert set(ids(fused)) == {"a", "b", "c"}
-
-
-def test_ties_keep_the_dense_order() -> None:
-    # with equal weights, rank r of dense and rank r of sparse score exactly the same
-    dense = [hit("d0"), hit("d1")]
-    sparse = [hit("s0"), hit("s1")]
-
-    assert ids(fuse(dense, sparse, EQUAL)) == ["d0", "s0", "d1", "s1"]
+    # min-max over each side's candidates: dense a 1, b 0.5, c 0; BM25 b 1, d 1/3, e 0
+    assert scores["a"] == pytest.approx(0.4 * 1.0)
+    assert scores["b"] == pytest.approx(0.4 * 0.5 + 0.6 * 1.0)
+    assert scores["c"] == pytest.approx(0.0)
+    assert scores["d"] == pytest.approx(0.6 / 3)
+    assert scores["e"] == pytest.approx(0.0)
+    assert ids(fuse(dense, sparse, config)) == ["b", "a", "d", "c", "e"]
 
 
-def test_tie_between_two_dense_hits_keeps_their_rank_order() -> None:
-    # b (dense 0 + sparse 1) and a (dense 1 + sparse 0) tie exactly: dense order decides
-    dense = [hit("b"), hit("a")]
-    sparse = [hit("a"), hit("b")]
+def test_convex_uses_score_gaps_that_ranks_hide() -> None:
+    # BM25's first hit matches far more terms than its second: its lead survives fusion
+    dense = [hit("semantic", 0.86), hit("keyword", 0.85), hit("x", 0.80)]
+    sparse = [hit("keyword", -20.0), hit("semantic", -2.0)]
 
-    assert ids(fuse(dense, sparse, EQUAL)) == ["b", "a"]
+    assert ids(fuse(dense, sparse, CONVEX))[0] == "keyword"
+    assert ids(fuse(dense, sparse, EQUAL))[0] == "semantic"  # rank fusion: a tie, dense first
+
+
+def test_convex_single_hit_counts_fully() -> None:
+    assert scores_of(fuse([hit("only", 0.81)], [], CONVEX)) == {"only": pytest.approx(0.5)}
+    assert scores_of(fuse([], [hit("only", -1.5)], CONVEX)) == {"only": pytest.approx(0.5)}
+
+
+def test_convex_equal_scores_count_fully() -> None:
+    dense = scores_of(fuse([hit("a", 0.8), hit("b", 0.8)], [], CONVEX))
+    sparse = scores_of(fuse([], [hit("a", -3.0), hit("b", -3.0)], CONVEX))
+
+    assert dense == sparse == {"a": pytest.approx(0.5), "b": pytest.approx(0.5)}
+
+
+def test_convex_takes_bm25_distances_of_either_sign() -> None:
+    negative = scores_of(fuse([], [hit("a", -4.0), hit("b", -2.0), hit("c", -1.0)], CONVEX))
+    positive = scores_of(fuse([], [hit("a", 4.0), hit("b", 2.0), hit("c", 1.0)], CONVEX))
+
+    expected = {"a": pytest.approx(0.5), "b": pytest.approx(0.5 / 3), "c": pytest.approx(0.0)}
+    assert negative == positive == expected
+
+
+# --------------------------------------------------------------------------- nodes
 
 
 def test_both_scores_are_carried_into_metadata() -> None:
@@ -301,3 +391,15 @@ def test_newline_in_a_value_does_not_break_the_literal() -> None:
     expression = filter_expression({"title": "line one\nline two"})
 
     assert "\n" not in expression  # escaped, as Milvus string literals require
+
+
+# --------------------------------------------------------------------------- settings
+
+
+def test_settings_refuse_turning_both_retrievers_off() -> None:
+    with pytest.raises(ValidationError, match="cannot both be 0"):
+        RetrievalSettings(dense_weight=0, sparse_weight=0)
+
+
+def test_one_retriever_alone_is_allowed() -> None:
+    assert RetrievalSettings(dense_weight=0, sparse_weight=1).sparse_weight == 1
