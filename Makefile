@@ -37,8 +37,14 @@ test: setup lint
 unit: venv
 	$(PYTEST) tests/unit
 
-bench: venv
-	@echo "no benchmarks yet"
+# each prints its table and writes bench/results/<name>.json; the eval sets come from ../shared
+# when it is there. bench.query starts the local stack (make up) if it is not running.
+bench: setup
+	$(VENV)/bin/python -m bench.pool --quick
+	$(VENV)/bin/python -m bench.faq
+	$(VENV)/bin/python -m bench.retrieval_eval
+	$(VENV)/bin/python -m bench.ingest
+	$(VENV)/bin/python -m bench.query --up
 
 clean: down
 	rm -rf .docqa

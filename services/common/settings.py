@@ -230,7 +230,10 @@ class RetrievalSettings(BaseModel):
     dense_weight: float = Field(0.4, ge=0.0, le=10.0, description="weight of the dense side")
     sparse_weight: float = Field(0.6, ge=0.0, le=10.0, description="weight of the BM25 side")
     min_dense_score: float = Field(
-        0.80, ge=-1.0, le=1.0, description="best dense cosine below this: nothing relevant"
+        0.81,
+        ge=-1.0,
+        le=1.0,
+        description="best dense cosine below this: nothing relevant (answered without the LLM)",
     )
 
     @model_validator(mode="after")

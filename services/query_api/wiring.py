@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from llama_index.core.llms import LLM
 
 from indexing.embedding import Embedder
+from indexing.generations import CurrentGenerationFilter
 from indexing.store import ChunkStore
 from query_engine.answering import Answerer, AnswererConfig, AnswerRequest
 from query_engine.cache import AnswerCache, CachedQueryEmbedder
@@ -45,6 +46,7 @@ def build_retriever(
         collection=collection,
         config=retrieval_config(settings, top_k),
         filters=filters,
+        generations=app.state.generations,
     )
 
 
@@ -98,6 +100,8 @@ def install_answering(app: FastAPI) -> None:
         faq: FaqStore | None = getattr(app.state, "faq", None)  # built after this, in lifespan
         return await faq.lookup(collection, question) if faq is not None else None
 
+    # a document being replaced shows readers exactly one generation of its chunks
+    app.state.generations = CurrentGenerationFilter(redis, prefix)
     app.state.sessions = sessions
     app.state.answerer = Answerer(
         config=AnswererConfig(

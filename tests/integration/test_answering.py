@@ -139,7 +139,7 @@ async def test_identical_concurrent_questions_make_one_llm_call(
 ) -> None:
     await ingest(indexing_client, collection, [GUIDE])
     before = await vllm_requests(servers.llm_url)
-    question = "Which setting suits a French press?"
+    question = "Which grind setting of the Kestrel grinder suits a French press?"
     answers = await asyncio.gather(*(ask(query_client, collection, question) for _ in range(20)))
     assert await llm_calls_during(servers.llm_url, before) == 1
     assert len({a["answer"] for a in answers}) == 1
@@ -153,7 +153,11 @@ async def test_streaming_sends_tokens_then_a_final_event(
     await ingest(indexing_client, collection, [GUIDE])
     response = await query_client.post(
         "/v1/query",
-        json={"collection": collection, "question": "What does setting 4 suit?", "stream": True},
+        json={
+            "collection": collection,
+            "question": "What does grind setting 4 of the Kestrel grinder suit?",
+            "stream": True,
+        },
         headers=QUERY_AUTH,
     )
     assert response.status_code == 200, response.text
@@ -172,10 +176,16 @@ async def test_streaming_a_cached_answer_sends_it_whole(
     indexing_client: httpx.AsyncClient, query_client: httpx.AsyncClient, collection: str
 ) -> None:
     await ingest(indexing_client, collection, [GUIDE])
-    plain = await ask(query_client, collection, "What does setting 12 suit?")
+    plain = await ask(
+        query_client, collection, "What does grind setting 12 of the Kestrel grinder suit?"
+    )
     response = await query_client.post(
         "/v1/query",
-        json={"collection": collection, "question": "What does setting 12 suit?", "stream": True},
+        json={
+            "collection": collection,
+            "question": "What does grind setting 12 of the Kestrel grinder suit?",
+            "stream": True,
+        },
         headers=QUERY_AUTH,
     )
     events = sse_events(response.text)
@@ -278,7 +288,9 @@ async def test_official_openai_client_works(
     client = openai.AsyncOpenAI(
         api_key=QUERY_KEY, base_url="http://testserver/v1", http_client=query_client
     )
-    messages: Sequence[Any] = [{"role": "user", "content": "Which setting suits espresso?"}]
+    messages: Sequence[Any] = [
+        {"role": "user", "content": "Which grind setting of the Kestrel grinder suits espresso?"}
+    ]
     completion = await client.chat.completions.create(model=collection, messages=messages)
     assert completion.choices[0].message.content
     extra = completion.model_extra or {}
@@ -306,7 +318,7 @@ async def test_questions_are_answered_with_redis_stopped(
     try:
         settings = query_settings(servers, redis={"url": f"redis://127.0.0.1:{port}/0"})
         async with running(build_query_app(settings)) as client:
-            question = "Which setting suits pour-over?"
+            question = "Which grind setting of the Kestrel grinder suits pour-over?"
             await ask(client, collection, question)
             processes.stop(spec.pid_path)
             body = await ask(client, collection, question)
