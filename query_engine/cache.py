@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import re
 import time
 import unicodedata
@@ -131,7 +132,7 @@ class AnswerCache:
                 keys=[version_key(self._prefix, parts.collection)], args=[stem, f":{digest}"]
             )
         except REDIS_ERRORS as exc:
-            _warn("answer cache off", exc)
+            warn_throttled("answer cache off", exc)
             return None, None
         key = f"{stem}{int(version)}:{digest}"
         return key, CachedAnswer(raw) if isinstance(raw, bytes) else None
@@ -140,7 +141,7 @@ class AnswerCache:
         try:
             raw = await self._redis.get(key)
         except REDIS_ERRORS as exc:
-            _warn("answer cache read failed", exc)
+            warn_throttled("answer cache read failed", exc)
             return None
         if not isinstance(raw, bytes):
             return None
@@ -151,7 +152,7 @@ class AnswerCache:
         try:
             await self._redis.set(key, json.dumps(stable, ensure_ascii=False), ex=self._ttl_s)
         except REDIS_ERRORS as exc:
-            _warn("answer cache write failed", exc)
+            warn_throttled("answer cache write failed", exc)
 
     async def compute_once(
         self, key: str, compute: Callable[[], Awaitable[dict[str, Any]]]
@@ -301,7 +302,7 @@ class CachedQueryEmbedder:
         try:
             raw = await self._redis.get(key)
         except REDIS_ERRORS as exc:
-            _warn("embedding cache read failed", exc)
+            warn_throttled("embedding cache read failed", exc)
             return None
         if not isinstance(raw, bytes) or len(raw) != self.dim * 4:
             return None
@@ -312,7 +313,7 @@ class CachedQueryEmbedder:
             payload = np.asarray(vector, dtype=np.float32).tobytes()
             await self._redis.set(key, payload, ex=self._ttl_s)
         except REDIS_ERRORS as exc:
-            _warn("embedding cache write failed", exc)
+            warn_throttled("embedding cache write failed", exc)
 
     def _remember(self, key: str, vector: Vectors) -> None:
         self._local[key] = vector
@@ -320,13 +321,12 @@ class CachedQueryEmbedder:
             self._local.popitem(last=False)
 
 
-_last_warning = 0.0
+_last_warning: dict[str, float] = {}
 
 
-def _warn(what: str, exc: BaseException) -> None:
-    """Redis being down would otherwise log on every request; once every 10 s is enough."""
-    global _last_warning
+def warn_throttled(what: str, exc: BaseException, logger: logging.Logger = log) -> None:
+    """Redis being down would otherwise log on every request: each message once every 10 s."""
     now = time.monotonic()
-    if now - _last_warning >= 10:
-        _last_warning = now
-        log.warning("%s (continuing without it): %s: %s", what, type(exc).__name__, exc)
+    if now - _last_warning.get(what, -math.inf) >= 10:
+        _last_warning[what] = now
+        logger.warning("%s (continuing without it): %s: %s", what, type(exc).__name__, exc)

@@ -25,7 +25,6 @@ import hashlib
 import json
 import logging
 import re
-import time
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -45,7 +44,7 @@ from indexing.errors import (
     PayloadTooLarge,
 )
 from indexing.schema import validate_collection_name
-from query_engine.cache import REDIS_ERRORS, SingleFlight, normalize_question
+from query_engine.cache import REDIS_ERRORS, SingleFlight, normalize_question, warn_throttled
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +265,6 @@ class FaqStore:
         self._embedder = embedder
         self._snapshots: OrderedDict[str, _Snapshot] = OrderedDict()
         self._loads = SingleFlight[_Snapshot]()
-        self._last_warning = 0.0
 
     @property
     def config(self) -> FaqConfig:
@@ -293,7 +291,7 @@ class FaqStore:
         try:
             snapshot = await self._snapshot(collection)
         except REDIS_ERRORS as exc:
-            self._warn(exc)
+            warn_throttled("FAQ lookup skipped", exc, log)
             return None
         if not snapshot.stored:
             return None
@@ -536,15 +534,6 @@ class FaqStore:
             pipe.hset(self.entries_key(collection), mapping=records)
             pipe.incr(self.version_key(collection))
             await pipe.execute()
-
-    def _warn(self, exc: BaseException) -> None:
-        """Once every 10 s: with Redis down every question would log otherwise."""
-        now = time.monotonic()
-        if now - self._last_warning >= 10:
-            self._last_warning = now
-            log.warning(
-                "FAQ lookup skipped (answering without it): %s: %s", type(exc).__name__, exc
-            )
 
 
 def _match_of(entry: FaqEntry, score: float, kind: MatchKind) -> FaqMatch:
