@@ -78,7 +78,13 @@ async def test_a_replica_killed_mid_load_fails_no_request_and_rejoins_after_rest
 
     workers = [asyncio.create_task(worker(n)) for n in range(6)]
     try:
-        await asyncio.sleep(4)
+        # wait for load on the replica by condition, not a fixed sleep: on a busy CI machine
+        # one 24-token answer can take longer than any fixed pause
+        deadline = time.monotonic() + 120
+        for _ in range(240):
+            if served(pooled)[vllm_replica.url] > 0 or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.5)
         assert served(pooled)[vllm_replica.url] > 0, "the replica never got load"
         in_flight_there = next(
             s.in_flight for s in pooled.pool.snapshot() if s.url == vllm_replica.url
