@@ -22,9 +22,9 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import httpx
 import orjson
@@ -53,6 +53,11 @@ from query_engine.llm.transport import Chunk, SseReader, has_token, open_stream,
 log = logging.getLogger(__name__)
 
 Clock = Callable[[], float]
+
+T = TypeVar("T")
+
+# one try on one endpoint: gets the endpoint and when the try started (for its request time)
+_Attempt = Callable[[EndpointState, float], Awaitable[T]]
 
 
 @dataclass(frozen=True)
@@ -85,6 +90,23 @@ class Route:
 
 class NoEndpoint(Exception):
     """No endpoint could serve the route at all (none healthy, or none serves the model)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Succeeded(Generic[T]):
+    """The attempt that worked: its result and the endpoint slot it still holds."""
+
+    endpoint: EndpointState
+    started: float
+    result: T
+
+
+class _StreamHead(NamedTuple):
+    """A stream opened up to its first token; the rest is read through ``PoolStream``."""
+
+    response: httpx.Response
+    reader: SseReader
+    head: list[Chunk]
 
 
 class LLMPool:
@@ -324,33 +346,19 @@ class LLMPool:
         endpoint after a server-side failure at any point, since the caller has seen nothing."""
         payload = orjson.dumps({**body, "model": route.model, "stream": False})
         deadline = asyncio.get_running_loop().time() + self.config.request_timeout_s
-        exclude: frozenset[str] = frozenset()
-        attempt = 0
-        last_failure: EndpointFailure | None = None
-        while True:
-            attempt += 1
-            endpoint = await self._acquire_attempt(route, exclude, last_failure)
-            started = time.perf_counter()
-            try:
-                answer = await post_json(
-                    self._http(),
-                    f"{endpoint.url}/chat/completions",
-                    payload,
-                    self._headers,
-                    deadline=deadline,
-                )
-            except EndpointFailure as failure:
-                self._release(endpoint, started, failure)
-                if not self._retrying(failure, attempt, tokens_sent=False):
-                    raise self._failed(failure, attempt) from failure
-                last_failure = failure
-                exclude |= {endpoint.url}
-                continue
-            except BaseException:
-                self._release(endpoint, started, abandoned=True)
-                raise
-            self._release(endpoint, started)
-            return answer
+
+        async def post(endpoint: EndpointState, started: float) -> dict[str, Any]:
+            return await post_json(
+                self._http(),
+                f"{endpoint.url}/chat/completions",
+                payload,
+                self._headers,
+                deadline=deadline,
+            )
+
+        done = await self._with_failover(route, post)
+        self._release(done.endpoint, done.started)
+        return done.result
 
     async def stream_chat(self, body: Mapping[str, Any], route: Route) -> PoolStream:
         """A streamed chat completion, returned once its first token is in: queueing, connecting
@@ -358,13 +366,9 @@ class LLMPool:
         payload = orjson.dumps({**body, "model": route.model, "stream": True})
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.config.request_timeout_s
-        exclude: frozenset[str] = frozenset()
-        attempt = 0
-        last_failure: EndpointFailure | None = None
-        while True:
-            attempt += 1
-            endpoint = await self._acquire_attempt(route, exclude, last_failure)
-            started = time.perf_counter()
+
+        async def open_until_first_token(endpoint: EndpointState, started: float) -> _StreamHead:
+            # each attempt gets its own first-token budget, counted from its own start
             first_deadline = min(deadline, loop.time() + self.config.first_token_timeout_s)
             response: httpx.Response | None = None
             try:
@@ -377,19 +381,46 @@ class LLMPool:
                 )
                 reader = SseReader(response)
                 head = await _until_first_token(reader, first_deadline, deadline)
-            except EndpointFailure as failure:
-                await _close(response)
-                self._release(endpoint, started, failure)
-                if not self._retrying(failure, attempt, tokens_sent=False):
-                    raise self._failed(failure, attempt) from failure
-                last_failure = failure
-                exclude |= {endpoint.url}
-                continue
             except BaseException:
+                # drop the connection before the failover runner frees the endpoint's slot
                 await _close(response)
+                raise
+            return _StreamHead(response, reader, head)
+
+        done = await self._with_failover(route, open_until_first_token)
+        stream = done.result
+        # the stream keeps the endpoint's slot and releases it when it ends
+        return PoolStream(
+            self, done.endpoint, stream.response, stream.reader, stream.head, deadline, done.started
+        )
+
+    async def _with_failover(self, route: Route, run_attempt: _Attempt[T]) -> _Succeeded[T]:
+        """Runs ``run_attempt`` on an admitted endpoint and, after a server-side failure, on
+        another one, as ``failover.py`` allows. An attempt ends before any of the answer reaches
+        the caller (a stream's at its first token), so a retry never repeats what was shown.
+
+        A failed or abandoned attempt's slot is released here. The one that succeeds keeps its
+        slot: the caller releases it, at once for a whole answer, at the end for a stream."""
+        exclude: frozenset[str] = frozenset()
+        attempts = 0
+        last_failure: EndpointFailure | None = None
+        while True:
+            attempts += 1
+            endpoint = await self._acquire_attempt(route, exclude, last_failure)
+            started = time.perf_counter()
+            try:
+                result = await run_attempt(endpoint, started)
+            except EndpointFailure as failure:
+                self._release(endpoint, started, failure)
+                if not self._retrying(failure, attempts, tokens_sent=False):
+                    raise self._failed(failure, attempts) from failure
+                last_failure = failure
+                exclude |= {endpoint.url}  # a retry goes elsewhere
+                continue
+            except BaseException:  # cancelled, or a bug: free the slot, no verdict on the server
                 self._release(endpoint, started, abandoned=True)
                 raise
-            return PoolStream(self, endpoint, response, reader, head, deadline, started)
+            return _Succeeded(endpoint, started, result)
 
     async def _acquire_attempt(
         self, route: Route, exclude: frozenset[str], last_failure: EndpointFailure | None
