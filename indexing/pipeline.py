@@ -32,7 +32,7 @@ from indexing.chunking import Chunk, ChunkKind, chunk_text
 from indexing.embedding import Embedder
 from indexing.errors import DocqaError, InvalidRequest
 from indexing.generations import GenerationLog
-from indexing.index_version import bump_version
+from indexing.index_version import bump_version, drop_faq
 from indexing.store import ChunkStore, StoredChunk
 
 log = logging.getLogger(__name__)
@@ -357,10 +357,15 @@ class IngestionPipeline:
             await bump_version(self._redis, self._config.key_prefix, collection)
         return len(existing)
 
-    async def delete_collection(self, collection: str) -> None:
+    async def delete_collection(self, collection: str) -> int:
+        """Drop the collection and everything kept for it; returns the FAQ entries removed."""
         await self._store.drop(collection)
         await self._generations.drop(collection)
+        # its FAQ answers questions about documents that are gone: a new collection of the same
+        # name must not inherit it
+        faq_entries = await drop_faq(self._redis, self._config.key_prefix, collection)
         await bump_version(self._redis, self._config.key_prefix, collection)
+        return faq_entries
 
 
 class _InFlight:

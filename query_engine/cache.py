@@ -28,6 +28,7 @@ from redis.exceptions import RedisError
 
 from indexing.embedding import Embedder, Vectors
 from indexing.index_version import version_key
+from query_engine.versions import VersionWatcher
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,8 @@ class AnswerCache:
         ttl_s: int,
         lock_ttl_s: float,
         poll_interval_s: float = 0.05,
+        versions: VersionWatcher | None = None,
+        hot_entries: int = 0,
     ) -> None:
         self._redis = redis
         self._prefix = prefix
@@ -119,23 +122,39 @@ class AnswerCache:
         self._poll_s = poll_interval_s
         self._local = SingleFlight[tuple[dict[str, Any], bool]]()
         self._lookup_script = redis.register_script(_LOOKUP_LUA)
+        self._versions = versions
+        self._hot = HotAnswers(hot_entries, ttl_s)
 
     async def lookup(self, parts: AnswerKeyParts) -> tuple[str | None, CachedAnswer | None]:
         """(key under the collection's current index version, the cached answer if any).
 
-        One round trip: a script reads the version and the entry together, because this is the
-        hot path of a cache hit. The key is None when Redis is unavailable."""
+        The hot path of a cache hit: when this replica holds a trusted copy of the collection's
+        version (see ``query_engine.versions``) and the answer itself, no round trip at all;
+        otherwise one, a script reading the version and the entry together. The key is None
+        when Redis is unavailable."""
         digest = parts.digest()
         stem = f"{self._prefix}:answer:{parts.collection}:v"
+        version_name = version_key(self._prefix, parts.collection)
+        if self._versions is not None:
+            known = self._versions.known(version_name)
+            if known is not None:
+                key = f"{stem}{known}:{digest}"
+                hot = self._hot.get(key)
+                if hot is not None:
+                    return key, CachedAnswer(hot)
+            token = self._versions.read_token(version_name)
         try:
-            version, raw = await self._lookup_script(
-                keys=[version_key(self._prefix, parts.collection)], args=[stem, f":{digest}"]
-            )
+            version, raw = await self._lookup_script(keys=[version_name], args=[stem, f":{digest}"])
         except REDIS_ERRORS as exc:
             warn_throttled("answer cache off", exc)
             return None, None
+        if self._versions is not None:
+            self._versions.learn(token, int(version))
         key = f"{stem}{int(version)}:{digest}"
-        return key, CachedAnswer(raw) if isinstance(raw, bytes) else None
+        if not isinstance(raw, bytes):
+            return key, None
+        self._hot.put(key, raw)
+        return key, CachedAnswer(raw)
 
     async def get(self, key: str) -> dict[str, Any] | None:
         try:
@@ -149,10 +168,13 @@ class AnswerCache:
 
     async def put(self, key: str, answer: Mapping[str, Any]) -> None:
         stable = {k: v for k, v in answer.items() if k not in VOLATILE_FIELDS}
+        raw = json.dumps(stable, ensure_ascii=False).encode()
         try:
-            await self._redis.set(key, json.dumps(stable, ensure_ascii=False), ex=self._ttl_s)
+            await self._redis.set(key, raw, ex=self._ttl_s)
         except REDIS_ERRORS as exc:
             warn_throttled("answer cache write failed", exc)
+            return  # not stored for other replicas: do not serve it from here either
+        self._hot.put(key, raw)
 
     async def compute_once(
         self, key: str, compute: Callable[[], Awaitable[dict[str, Any]]]
@@ -207,6 +229,40 @@ class AnswerCache:
             except REDIS_ERRORS:
                 return None
         return None
+
+
+class HotAnswers:
+    """This replica's most used answers as stored bytes (LRU, same TTL as Redis).
+
+    Keys carry the index version, so an entry is reached only through a trusted version copy;
+    after a bump it is never asked for again and ages out."""
+
+    def __init__(self, max_entries: int, ttl_s: float) -> None:
+        self._max_entries = max_entries
+        self._ttl_s = ttl_s
+        self._entries: OrderedDict[str, tuple[bytes, float]] = OrderedDict()
+
+    def get(self, key: str) -> bytes | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        raw, expires_at = entry
+        if time.monotonic() > expires_at:
+            del self._entries[key]
+            return None
+        self._entries.move_to_end(key)
+        return raw
+
+    def put(self, key: str, raw: bytes) -> None:
+        if self._max_entries <= 0:
+            return
+        self._entries[key] = (raw, time.monotonic() + self._ttl_s)
+        self._entries.move_to_end(key)
+        while len(self._entries) > self._max_entries:
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
 
 class SingleFlight(Generic[T]):

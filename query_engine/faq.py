@@ -9,7 +9,9 @@ is at least ``similarity_threshold`` close to the entry's question and both name
 Matching runs on every question, so it never reads the entries from Redis per question: each
 process keeps a snapshot per collection (a dict of normalized questions and one numpy matrix of
 unit vectors) and compares it with a version counter (``{prefix}:faq_version:{collection}``,
-incremented by every write on any replica) at the cost of one ``GET``. Writes go through a
+incremented by every write on any replica): one ``GET``, or none while this replica holds a
+trusted copy of the counter (``query_engine.versions``; every write announces its bump). Writes
+go through a
 ``WATCH`` on that counter, so limits and duplicate checks hold across replicas too.
 
 Redis is not needed to answer questions: when it is down :meth:`FaqStore.match` logs and returns
@@ -43,8 +45,10 @@ from indexing.errors import (
     NotFound,
     PayloadTooLarge,
 )
+from indexing.index_version import drop_faq, faq_entries_key, faq_version_key, publish_bump
 from indexing.schema import validate_collection_name
 from query_engine.cache import REDIS_ERRORS, SingleFlight, normalize_question, warn_throttled
+from query_engine.versions import VersionWatcher
 
 log = logging.getLogger(__name__)
 
@@ -258,8 +262,17 @@ class _Snapshot:
 class FaqStore:
     """The FAQ of every collection. One per process; built in the query service's lifespan."""
 
-    def __init__(self, redis: Redis, *, prefix: str, config: FaqConfig, embedder: Embedder) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        config: FaqConfig,
+        embedder: Embedder,
+        versions: VersionWatcher | None = None,
+    ) -> None:
         self._redis = redis
+        self._versions = versions
         self._prefix = prefix
         self._config = config
         self._embedder = embedder
@@ -271,10 +284,10 @@ class FaqStore:
         return self._config
 
     def entries_key(self, collection: str) -> str:
-        return f"{self._prefix}:faq:{collection}"
+        return faq_entries_key(self._prefix, collection)
 
     def version_key(self, collection: str) -> str:
-        return f"{self._prefix}:faq_version:{collection}"
+        return faq_version_key(self._prefix, collection)
 
     # -- matching (every question) -------------------------------------------------------------
 
@@ -363,7 +376,8 @@ class FaqStore:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hdel(self.entries_key(collection), entry_id)
                 pipe.incr(self.version_key(collection))
-                removed, _ = await pipe.execute()
+                publish_bump(pipe, self._prefix, self.version_key(collection))
+                removed, _, _ = await pipe.execute()
         if not removed:
             raise _not_found(collection, entry_id)
 
@@ -371,26 +385,36 @@ class FaqStore:
         """Remove every entry of ``collection``; returns how many there were."""
         validate_collection_name(collection)
         with _redis_as_dependency("the FAQ store"):
-            async with self._redis.pipeline(transaction=True) as pipe:
-                pipe.hlen(self.entries_key(collection))
-                pipe.delete(self.entries_key(collection))
-                pipe.incr(self.version_key(collection))
-                count, _, _ = await pipe.execute()
+            count = await drop_faq(self._redis, self._prefix, collection)
         self._snapshots.pop(collection, None)
-        return int(count)
+        return count
 
     # -- snapshots -----------------------------------------------------------------------------
 
     async def _snapshot(self, collection: str) -> _Snapshot:
-        """The cached snapshot if the version in Redis still matches, else a fresh one."""
-        raw_version = await self._redis.get(self.version_key(collection))
-        version = int(raw_version) if raw_version is not None else 0
+        """The cached snapshot if the FAQ's version still matches, else a fresh one."""
+        version = await self._current_version(collection)
         cached = self._snapshots.get(collection)
         if cached is not None and cached.version == version:
             self._snapshots.move_to_end(collection)
             return cached
         # concurrent questions after a change share one load
         return await self._loads.do(collection, lambda: self._load(collection))
+
+    async def _current_version(self, collection: str) -> int:
+        """From this replica's trusted copy when it has one (no round trip on the hot path)."""
+        key = self.version_key(collection)
+        if self._versions is None:
+            raw = await self._redis.get(key)
+            return int(raw) if raw is not None else 0
+        known = self._versions.known(key)
+        if known is not None:
+            return known
+        token = self._versions.read_token(key)
+        raw = await self._redis.get(key)
+        version = int(raw) if raw is not None else 0
+        self._versions.learn(token, version)
+        return version
 
     async def _load(self, collection: str) -> _Snapshot:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -533,6 +557,7 @@ class FaqStore:
             pipe.multi()
             pipe.hset(self.entries_key(collection), mapping=records)
             pipe.incr(self.version_key(collection))
+            publish_bump(pipe, self._prefix, self.version_key(collection))
             await pipe.execute()
 
 

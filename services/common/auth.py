@@ -8,7 +8,7 @@ in constant time against every configured key, so timing tells nothing about whi
 from __future__ import annotations
 
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 
 from fastapi import Request
@@ -61,10 +61,13 @@ def bearer_token(request: Request) -> str | None:
     return token.strip()
 
 
-def require_scope(scope: Scope) -> Callable[[Request], None]:
-    """A FastAPI dependency that admits a request only with a key holding ``scope``."""
+def require_scope(scope: Scope) -> Callable[[Request], Awaitable[None]]:
+    """A FastAPI dependency that admits a request only with a key holding ``scope``.
 
-    def check(request: Request) -> None:
+    ``async`` although it never waits: FastAPI runs a sync dependency in its thread pool, a
+    thread hop that cost a cached answer a fifth of its time."""
+
+    async def check(request: Request) -> None:
         token = bearer_token(request)
         if token is None:
             raise Unauthorized("missing API key: send 'Authorization: Bearer <key>'")

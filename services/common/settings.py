@@ -254,6 +254,19 @@ class CacheSettings(BaseModel):
     coalesce_wait_s: float = Field(
         120.0, gt=0, le=3600, description="how long a duplicate waits for another replica's answer"
     )
+    hot_entries: int = Field(
+        4096,
+        ge=0,
+        le=1_000_000,
+        description="answers each replica also keeps in memory, served without Redis (0: off)",
+    )
+    version_max_age_s: float = Field(
+        1.0,
+        gt=0,
+        le=60,
+        description="longest a replica trusts its copy of an index or FAQ version between "
+        "announced bumps (it drops the copy at once when a bump is announced)",
+    )
 
 
 class SessionSettings(BaseModel):

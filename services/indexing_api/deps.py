@@ -12,17 +12,17 @@ from indexing.store import ChunkStore
 from services.common.settings import IndexingSettings
 
 
-def _settings(request: Request) -> IndexingSettings:
+async def _settings(request: Request) -> IndexingSettings:
     settings: IndexingSettings = request.app.state.settings
     return settings
 
 
-def _pipeline(request: Request) -> IngestionPipeline:
+async def _pipeline(request: Request) -> IngestionPipeline:
     pipeline: IngestionPipeline = request.app.state.pipeline
     return pipeline
 
 
-def _jobs(request: Request) -> JobStore:
+async def _jobs(request: Request) -> JobStore:
     jobs: JobStore = request.app.state.jobs
     return jobs
 
@@ -32,7 +32,7 @@ PipelineDep = Annotated[IngestionPipeline, Depends(_pipeline)]
 JobsDep = Annotated[JobStore, Depends(_jobs)]
 
 
-def _store(request: Request) -> ChunkStore:
+async def _store(request: Request) -> ChunkStore:
     store: ChunkStore = request.app.state.store
     return store
 

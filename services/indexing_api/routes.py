@@ -247,5 +247,5 @@ async def delete_document(collection: str, doc_id: str, pipeline: PipelineDep) -
 
 @router.delete("/collections/{collection}", summary="Remove a collection and everything in it")
 async def delete_collection(collection: str, pipeline: PipelineDep) -> dict[str, Any]:
-    await pipeline.delete_collection(collection)
-    return {"collection": collection, "deleted": True}
+    faq_entries = await pipeline.delete_collection(collection)
+    return {"collection": collection, "deleted": True, "deleted_faq_entries": faq_entries}

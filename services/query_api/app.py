@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from query_engine.versions import VersionWatcher
 from services.common.app import create_app
 from services.common.clients import build_data_clients, warm_up_models
 from services.common.health import DependencyCheck
@@ -35,9 +36,17 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     except BaseException:
         await llm.pool.aclose()  # its watcher tasks must not outlive a failed start
         raise
+    # local copies of index and FAQ versions, so a cache hit needs no Redis round trip
+    versions = VersionWatcher(
+        clients.redis,
+        prefix=settings.redis.key_prefix,
+        max_age_s=settings.cache.version_max_age_s,
+    )
+    versions.start()
+    app.state.versions = versions
     install_answering(app)
     # after install_answering: the FAQ embeds through the same cached embedder as retrieval
-    app.state.faq = build_faq_store(settings, clients.redis, app.state.embedder)
+    app.state.faq = build_faq_store(settings, clients.redis, app.state.embedder, versions)
     app.state.readiness_checks = (
         DependencyCheck("milvus", clients.store.ping),
         DependencyCheck("redis", clients.redis.ping, required=False),
@@ -47,6 +56,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
+        await versions.aclose()
         await llm.pool.aclose()
         await clients.aclose()
 

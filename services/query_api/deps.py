@@ -14,22 +14,22 @@ from query_engine.memory import SessionStore
 from services.common.settings import QuerySettings
 
 
-def _settings(request: Request) -> QuerySettings:
+async def _settings(request: Request) -> QuerySettings:
     settings: QuerySettings = request.app.state.settings
     return settings
 
 
-def _store(request: Request) -> ChunkStore:
+async def _store(request: Request) -> ChunkStore:
     store: ChunkStore = request.app.state.store
     return store
 
 
-def _embedder(request: Request) -> Embedder:
+async def _embedder(request: Request) -> Embedder:
     embedder: Embedder = request.app.state.embedder
     return embedder
 
 
-def _llm(request: Request) -> LLM:
+async def _llm(request: Request) -> LLM:
     """The pooled LLM (``query_engine.llm.pooled_llm.PooledLLM``); per request, use
     ``llm.for_request(session_id=..., collection=...)`` for affinity and LoRA routing."""
     llm: LLM = request.app.state.llm
@@ -42,12 +42,12 @@ EmbedderDep = Annotated[Embedder, Depends(_embedder)]
 LLMDep = Annotated[LLM, Depends(_llm)]
 
 
-def _answerer(request: Request) -> Answerer:
+async def _answerer(request: Request) -> Answerer:
     answerer: Answerer = request.app.state.answerer
     return answerer
 
 
-def _sessions(request: Request) -> SessionStore:
+async def _sessions(request: Request) -> SessionStore:
     sessions: SessionStore = request.app.state.sessions
     return sessions
 

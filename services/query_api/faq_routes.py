@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from indexing.embedding import Embedder
 from query_engine.faq import FaqConfig, FaqEntry, FaqEntryIn, FaqStore
+from query_engine.versions import VersionWatcher
 from services.common.auth import Scope, require_scope
 from services.common.settings import QuerySettings
 
@@ -36,13 +37,22 @@ def faq_config(settings: QuerySettings) -> FaqConfig:
     )
 
 
-def build_faq_store(settings: QuerySettings, redis: Redis, embedder: Embedder) -> FaqStore:
+def build_faq_store(
+    settings: QuerySettings,
+    redis: Redis,
+    embedder: Embedder,
+    versions: VersionWatcher | None = None,
+) -> FaqStore:
     return FaqStore(
-        redis, prefix=settings.redis.key_prefix, config=faq_config(settings), embedder=embedder
+        redis,
+        prefix=settings.redis.key_prefix,
+        config=faq_config(settings),
+        embedder=embedder,
+        versions=versions,
     )
 
 
-def _faq(request: Request) -> FaqStore:
+async def _faq(request: Request) -> FaqStore:
     faq: FaqStore = request.app.state.faq
     return faq
 

@@ -73,6 +73,8 @@ def install_answering(app: FastAPI) -> None:
             prefix=prefix,
             ttl_s=settings.cache.answer_ttl_s,
             lock_ttl_s=settings.cache.coalesce_wait_s,
+            versions=getattr(app.state, "versions", None),
+            hot_entries=settings.cache.hot_entries,
         )
         if settings.cache.enabled
         else None

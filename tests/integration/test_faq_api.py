@@ -4,6 +4,7 @@ life with Redis stopped."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,17 @@ from fastapi import FastAPI
 
 from deploy import processes, stack
 from query_engine.faq import FaqStore
+from services.indexing_api.app import build_app as build_indexing_app
 from services.query_api.app import build_app as build_query_app
 from tests.conftest import Servers
-from tests.integration.conftest import ADMIN_AUTH, QUERY_AUTH, query_settings, running
+from tests.integration.conftest import (
+    ADMIN_AUTH,
+    QUERY_AUTH,
+    indexing_settings,
+    ingest,
+    query_settings,
+    running,
+)
 
 PASSWORD = {"id": "password", "question": "How do I reset my password?", "answer": "Use 'Forgot'."}
 FOOD = {"question": "열람실에 음식을 가져가도 되나요?", "answer": "아니요, 음료만 됩니다."}
@@ -223,6 +232,11 @@ async def test_with_redis_stopped_matching_misses_and_admin_is_503(
             assert (await put(client, collection, [PASSWORD])).status_code == 200
             before = await app.state.faq.match(collection, PASSWORD["question"])
             processes.stop(spec.pid_path)
+            # until the version watcher sees its connection drop (a loop turn or two), the
+            # snapshot it vouched for may still answer; after that nothing local is trusted
+            async with asyncio.timeout(5):
+                while app.state.versions.live:
+                    await asyncio.sleep(0.01)
             after = await app.state.faq.match(collection, PASSWORD["question"])
             admin = await put(client, collection, [FOOD])
             listed = await client.get(faq_url(collection), headers=ADMIN_AUTH)
@@ -264,3 +278,55 @@ async def test_an_faq_hit_is_answered_without_retrieval_or_llm(
     assert streamed.status_code == 200
     assert '"match": "exact"' in streamed.text and "event: done" in streamed.text
     assert_error(other, 404, "collection_not_found")  # no FAQ hit: retrieval was asked
+
+
+async def eventually_matches(faq: FaqStore, collection: str, question: str) -> bool:
+    """True once ``faq`` sees an entry for ``question``, False if it does not within 2 s (each
+    replica trusts its version copy for 30 s here: only the announcement can make it see)."""
+    deadline = asyncio.get_running_loop().time() + 2
+    while asyncio.get_running_loop().time() < deadline:
+        if await faq.match(collection, question) is not None:
+            return True
+        await asyncio.sleep(0.02)
+    return False
+
+
+async def test_an_edit_on_one_replica_is_seen_by_another_at_once(
+    data_servers: Servers, collection: str
+) -> None:
+    settings = query_settings(data_servers, cache={"version_max_age_s": 30})
+    first, second = build_query_app(settings), build_query_app(settings)
+    async with running(first) as first_client, running(second):
+        other: FaqStore = second.state.faq
+        assert await other.match(collection, PASSWORD["question"]) is None  # copy now held
+        assert (await put(first_client, collection, [PASSWORD])).status_code == 200
+        seen_after_put = await eventually_matches(other, collection, PASSWORD["question"])
+        deleted = await first_client.delete(faq_url(collection, "password"), headers=ADMIN_AUTH)
+        assert deleted.status_code == 204
+        seen_after_delete = await eventually_matches(other, collection, PASSWORD["question"])
+
+    assert seen_after_put
+    assert not seen_after_delete
+
+
+async def test_deleting_the_collection_deletes_its_faq(
+    data_servers: Servers, collection: str
+) -> None:
+    query_app = build_query_app(query_settings(data_servers))
+    indexing_app = build_indexing_app(indexing_settings(data_servers))
+    async with running(query_app) as client, running(indexing_app) as indexing:
+        document = {"doc_id": "d1", "title": "Help", "text": "Passwords are reset by e-mail."}
+        assert (await ingest(indexing, collection, [document]))["state"] == "succeeded"
+        await put(client, collection, [PASSWORD, FOOD])
+        assert await query_app.state.faq.match(collection, PASSWORD["question"]) is not None
+
+        dropped = await indexing.delete(f"/v1/collections/{collection}", headers=ADMIN_AUTH)
+        still_matches = await eventually_matches(
+            query_app.state.faq, collection, PASSWORD["question"]
+        )
+        listed = await client.get(faq_url(collection), headers=ADMIN_AUTH)
+
+    assert dropped.status_code == 200, dropped.text
+    assert dropped.json()["deleted_faq_entries"] == 2
+    assert not still_matches
+    assert listed.status_code == 200 and listed.json()["total"] == 0
