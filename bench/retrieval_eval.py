@@ -5,9 +5,9 @@
 A set is a directory holding ``documents.jsonl`` (``doc_id, title, text``) and
 ``questions.jsonl`` (``qid, question, gold_doc_ids``), the format of ``../shared/eval``. Without
 SET_DIR the shared sets ``en_xquad`` and ``en_covidqa_long`` are converted (with the shared
-converter) under ``.docqa/eval/sets``, and a Korean set is built from ``../shared/seeds`` when a
-question file for it is given (``--ko-questions``, default ``.docqa/eval/ko_seeds_questions.jsonl``
-if present; see :func:`build_seed_set`).
+converter) under ``.docqa/eval/sets``, and a Korean set is built from ``../shared/seeds`` (when
+present) with the hand-written questions of ``--ko-questions``, default the committed
+``bench/data/ko_seeds_questions.jsonl`` (see :func:`build_seed_set`).
 
 Each set is ingested into a fresh collection of a real milvus-lite server (with a real Redis)
 that this script starts and stops, through the real :class:`IngestionPipeline` (chunking,
@@ -61,6 +61,7 @@ from bench._common import (
 
 SHARED_SETS = ("en_xquad", "en_covidqa_long")
 KO_SET = "ko_seeds"
+KO_QUESTIONS = Path(__file__).resolve().parent / "data" / "ko_seeds_questions.jsonl"
 MODES = ("dense", "bm25", "hybrid")
 KS = (1, 5, 10)
 RECORD_DEPTH = 50  # candidates recorded per side, so calibration can replay smaller depths
@@ -591,7 +592,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("sets", nargs="*", type=Path, help="directories in the shared format")
     parser.add_argument("--work-dir", type=Path, default=docqa_home() / "eval")
-    parser.add_argument("--ko-questions", type=Path, default=None)
+    parser.add_argument(
+        "--ko-questions",
+        type=Path,
+        default=None,
+        help="default bench/data/ko_seeds_questions.jsonl",
+    )
     parser.add_argument("--max-questions", type=int, default=None, help="per set, sampled")
     parser.add_argument("--from-hits", action="store_true", help="reuse the recorded hits")
     parser.add_argument("--sweep", action="store_true", help="also try other fusion settings")
@@ -622,7 +628,7 @@ def _set_dirs(args: argparse.Namespace) -> list[Path]:
     if args.sets:
         return list(args.sets)
     dirs = convert_shared_sets(args.work_dir / "sets")
-    ko_questions = args.ko_questions or args.work_dir / "ko_seeds_questions.jsonl"
+    ko_questions = args.ko_questions or KO_QUESTIONS
     seeds = SHARED_DIR / "seeds"
     if ko_questions.exists() and seeds.is_dir():
         dirs.append(build_seed_set(seeds, ko_questions, args.work_dir / "sets"))
