@@ -128,6 +128,8 @@ class Answerer:
         history = list(request.history)
         if request.session_id:
             history = await self._sessions.history(request.owner, request.session_id) + history
+        if not history:  # the common case, and the cache-hit path: no LLM view to build
+            return _Context(question=request.question, history=history)
         question = await condense_question(
             self._llm_for(request),
             history,

@@ -91,16 +91,25 @@ class HybridRetriever(BaseRetriever):
         question = query_bundle.query_str
         await self._store.require(self._collection)
         started = time.perf_counter()
-        vector = await self._embedder.embed_query(question)
-        embedded = time.perf_counter()
-        dense, sparse = await asyncio.gather(
-            self._store.search_dense(
-                self._collection, vector.tolist(), limit=self._config.candidates, expr=self._expr
-            ),
+        # BM25 needs no vector: it runs in Milvus while the embedder works in its thread, which
+        # hides one of the two searches (milvus-lite runs searches one at a time)
+        sparse_search = asyncio.ensure_future(
             self._store.search_sparse(
                 self._collection, analyze(question), limit=self._config.candidates, expr=self._expr
-            ),
+            )
         )
+        try:
+            vector = await self._embedder.embed_query(question)
+            embedded = time.perf_counter()
+            dense = await self._store.search_dense(
+                self._collection, vector.tolist(), limit=self._config.candidates, expr=self._expr
+            )
+            sparse = await sparse_search
+        finally:
+            if not sparse_search.done():
+                sparse_search.cancel()  # the embedder or the dense search failed
+            elif not sparse_search.cancelled():
+                sparse_search.exception()  # seen: no "never retrieved" warning if we failed first
         if self._generations is not None:  # a document being replaced shows one generation
             dense, sparse = await self._generations.keep_current(self._collection, dense, sparse)
         self.trace = RetrievalTrace(
