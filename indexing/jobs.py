@@ -8,6 +8,28 @@ list back to the front of the queue (a Lua script checks the lease and moves the
 another worker finishes them. Live workers' jobs are never touched, so replicas can run side by
 side. Re-running a job is safe: unchanged documents are skipped and chunk ids are stable, so
 nothing is duplicated.
+
+Key names. Every job-queue key carries the Redis Cluster hash tag ``{jobs}`` after the prefix:
+``docqa:{jobs}:queue``, ``:workers``, ``:processing:<worker>``, ``:lease:<worker>``,
+``:job:<id>`` and ``:job:<id>:documents``. On a Redis Cluster every key of one Lua script, one
+MULTI transaction or one ``BLMOVE``/``LMOVE`` must hash to the same slot, and here they are used
+together in every combination (a job's record and payload are written in the transaction that
+pushes it on the queue; finishing one touches its record, payload and a processing list; the
+scripts take a lease, a processing list, the queue and the workers set), so all of them share
+one tag. The cost: the whole job queue lives in one slot, on one shard. That is fine: it is small
+metadata (ids, a hash per job, payloads that are deleted when a job ends), and the vector data is
+in Milvus. Keys still start with the prefix (ACL key patterns such as ``~docqa:*`` keep working).
+
+Upgrades. Releases before the hash tag used ``docqa:jobs:queue``, ``docqa:jobs:processing[:<w>]``,
+``docqa:jobs:lease:<w>``, ``docqa:jobs:workers`` and ``docqa:job:<id>[:documents]``; they could
+not run on a Redis Cluster, so those names only exist on a single Redis. The reaper, which runs
+when a worker starts and then periodically, adopts them: jobs on the old queue, in the old shared
+processing list or in the processing list of an old worker whose lease expired move to the front
+of the queue with their record and payload renamed, in one Lua script per list (atomic, so
+replicas starting together cannot move a job twice). It keeps doing so while a rolling upgrade
+still has old pods writing the old names; once none exist it costs three single-key reads per
+reap. Records of jobs that old workers finished (or still run) keep their old name until they
+expire; ``get`` falls back to it, so ``GET /v1/jobs/{id}`` still answers for them.
 """
 
 from __future__ import annotations
@@ -54,26 +76,72 @@ redis.call('SREM', KEYS[4], ARGV[1])
 return moved
 """
 
+# Jobs left under the key names of releases before the hash tag; only ever run on a single Redis
+# (see the module docstring), as job records are renamed by names built here, not passed in KEYS.
+# KEYS: an old-name list, the queue[, the old worker's lease, the old workers set].
+# ARGV: old job-key prefix, new job-key prefix[, worker id]. With a lease, nothing moves while it
+# is held. Every job id goes to the front of the queue (order kept) with its record and payload
+# renamed, unless the new name exists already. Returns the jobs moved.
+_ADOPT_LEGACY_JOBS = """
+if #KEYS == 4 and redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local moved = 0
+while true do
+  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
+  if not id then break end
+  for _, suffix in ipairs({'', ':documents'}) do
+    local old, new = ARGV[1] .. id .. suffix, ARGV[2] .. id .. suffix
+    if redis.call('EXISTS', old) == 1 and redis.call('EXISTS', new) == 0 then
+      redis.call('RENAME', old, new)
+    end
+  end
+  moved = moved + 1
+end
+if #KEYS == 4 then redis.call('SREM', KEYS[4], ARGV[3]) end
+return moved
+"""
+
 
 class JobStore:
     def __init__(self, redis: Redis, prefix: str, *, ttl_s: int = 7 * 24 * 3600) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ValueError(f"key prefix {prefix!r} must not contain braces (hash tags)")
         self._redis = redis
         self._prefix = prefix
         self._ttl = ttl_s
+        self._keys = f"{prefix}:{{jobs}}"  # the hash tag: see the module docstring
 
     def _job_key(self, job_id: str) -> str:
-        return f"{self._prefix}:job:{job_id}"
+        return f"{self._keys}:job:{job_id}"
 
     def _payload_key(self, job_id: str) -> str:
-        return f"{self._prefix}:job:{job_id}:documents"
+        return f"{self._job_key(job_id)}:documents"
 
     @property
     def queue_key(self) -> str:
-        return f"{self._prefix}:jobs:queue"
+        return f"{self._keys}:queue"
 
     @property
     def workers_key(self) -> str:
         """The set of worker ids that may hold jobs (live, or dead and not yet reaped)."""
+        return f"{self._keys}:workers"
+
+    def processing_key(self, worker_id: str) -> str:
+        return f"{self._keys}:processing:{worker_id}"
+
+    def lease_key(self, worker_id: str) -> str:
+        return f"{self._keys}:lease:{worker_id}"
+
+    # Key names of releases before the hash tag, only read to adopt what they left behind.
+
+    def legacy_job_key(self, job_id: str) -> str:
+        return f"{self._prefix}:job:{job_id}"
+
+    @property
+    def legacy_queue_key(self) -> str:
+        return f"{self._prefix}:jobs:queue"
+
+    @property
+    def legacy_workers_key(self) -> str:
         return f"{self._prefix}:jobs:workers"
 
     @property
@@ -81,10 +149,10 @@ class JobStore:
         """The one shared processing list of releases before leases; drained by the reaper."""
         return f"{self._prefix}:jobs:processing"
 
-    def processing_key(self, worker_id: str) -> str:
+    def legacy_worker_processing_key(self, worker_id: str) -> str:
         return f"{self._prefix}:jobs:processing:{worker_id}"
 
-    def lease_key(self, worker_id: str) -> str:
+    def legacy_lease_key(self, worker_id: str) -> str:
         return f"{self._prefix}:jobs:lease:{worker_id}"
 
     async def create(self, collection: str, documents: Sequence[SourceDocument]) -> str:
@@ -108,6 +176,9 @@ class JobStore:
 
     async def get(self, job_id: str) -> dict[str, Any]:
         raw = await self._redis.hgetall(self._job_key(job_id))
+        if not raw:
+            # a job an old release finished (or still runs): its record keeps the old name
+            raw = await self._redis.hgetall(self.legacy_job_key(job_id))
         if not raw:
             raise JobNotFound(f"job {job_id!r} does not exist (or has expired)")
         return _decode(raw)
@@ -153,8 +224,35 @@ class JobStore:
                     worker_id,
                 )
             )
-        while await self._redis.lmove(self.legacy_processing_key, self.queue_key, "RIGHT", "LEFT"):
-            moved += 1
+        return moved + await self.adopt_legacy_jobs()
+
+    async def adopt_legacy_jobs(self) -> int:
+        """Jobs left under the old key names (see the module docstring) join the queue, with
+        their records and payloads renamed. Idempotent and safe from every replica at once: each
+        list moves in one atomic script. Only single-key commands run unless old keys exist, so
+        this is harmless on a Redis Cluster, where they never do."""
+        old_job, new_job = self.legacy_job_key(""), self._job_key("")
+        moved = 0
+        for raw in await self._redis.smembers(self.legacy_workers_key):
+            worker_id = _text(raw)
+            keys = (
+                self.legacy_worker_processing_key(worker_id),
+                self.queue_key,
+                self.legacy_lease_key(worker_id),
+                self.legacy_workers_key,
+            )
+            moved += int(
+                await self._redis.eval(_ADOPT_LEGACY_JOBS, 4, *keys, old_job, new_job, worker_id)
+            )
+        for old_list in (self.legacy_queue_key, self.legacy_processing_key):
+            if await self._redis.exists(old_list):
+                moved += int(
+                    await self._redis.eval(
+                        _ADOPT_LEGACY_JOBS, 2, old_list, self.queue_key, old_job, new_job
+                    )
+                )
+        if moved:
+            log.info("adopted jobs left under old key names", extra={"jobs": moved})
         return moved
 
     async def release(self, worker_id: str) -> int:

@@ -5,6 +5,7 @@ life with Redis stopped."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -218,6 +219,14 @@ async def test_other_refusals(client: httpx.AsyncClient, collection: str) -> Non
     assert_error(bad_limit, 422, "invalid_request")
 
 
+async def watcher_sees_redis_gone(app: FastAPI) -> None:
+    async with asyncio.timeout(5):
+        for _ in itertools.count():
+            if not app.state.versions.live:
+                return
+            await asyncio.sleep(0.01)
+
+
 async def test_with_redis_stopped_matching_misses_and_admin_is_503(
     data_servers: Servers, collection: str, runtime_dir: Path
 ) -> None:
@@ -234,9 +243,7 @@ async def test_with_redis_stopped_matching_misses_and_admin_is_503(
             processes.stop(spec.pid_path)
             # until the version watcher sees its connection drop (a loop turn or two), the
             # snapshot it vouched for may still answer; after that nothing local is trusted
-            async with asyncio.timeout(5):
-                while app.state.versions.live:
-                    await asyncio.sleep(0.01)
+            await watcher_sees_redis_gone(app)
             after = await app.state.faq.match(collection, PASSWORD["question"])
             admin = await put(client, collection, [FOOD])
             listed = await client.get(faq_url(collection), headers=ADMIN_AUTH)
