@@ -287,6 +287,17 @@ def run_load(url: str, body: dict[str, Any], key: str, concurrency: int, duratio
     return asyncio.run(load_httpx(url, body, key, concurrency, duration_s))
 
 
+def ensure_load_generator() -> None:
+    """wrk (Debian's package) when it can be had: an httpx client in Python saturates before a
+    FastAPI server does, which would understate both sides of the cached-vs-bare ratio."""
+    from deploy import stack
+
+    try:
+        stack.ensure_debian_tool("wrk", "wrk")
+    except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+        print(f"wrk unavailable ({exc}); measuring with an httpx client instead")
+
+
 # --------------------------------------------------------------------------- (a) cached vs bare
 
 
@@ -591,6 +602,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     texts = random.Random(seed).sample([q["question"] for q in questions], 1 + n_retrieve + n_llm)
     print(f"questions drawn with seed {seed}")
 
+    ensure_load_generator()
     cached = cached_vs_bare(stack, texts[0], args.duration, args.rounds, workdir)
     retrieve = retrieve_latency(stack, texts[1 : 1 + n_retrieve])
     profile = asyncio.run(profile_retrieval(stack, texts[1 : 1 + min(n_retrieve, 100)]))

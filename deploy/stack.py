@@ -136,23 +136,28 @@ def vllm_replica_name(index: int) -> str:
 
 def ensure_redis_server(log: Log = print) -> str:
     """``redis-server`` from Debian's package, installed with apt when missing."""
-    found = shutil.which("redis-server")
+    return ensure_debian_tool("redis-server", "redis-server", log)
+
+
+def ensure_debian_tool(command: str, package: str, log: Log = print) -> str:
+    """The path of ``command``, installing Debian's ``package`` with apt when it is missing."""
+    found = shutil.which(command)
     if found:
         return found
     if os.geteuid() != 0:
-        raise RuntimeError("redis-server is missing: run `sudo apt-get install -y redis-server`")
-    log("installing redis-server with apt-get")
+        raise RuntimeError(f"{command} is missing: run `sudo apt-get install -y {package}`")
+    log(f"installing {package} with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
     subprocess.run(
-        ["apt-get", "install", "-y", "-qq", "redis-server"],
+        ["apt-get", "install", "-y", "-qq", package],
         check=True,
         env=env,
         stdout=subprocess.DEVNULL,
     )
-    found = shutil.which("redis-server")
+    found = shutil.which(command)
     if not found:
-        raise RuntimeError("apt-get installed redis-server but it is not on PATH")
+        raise RuntimeError(f"apt-get installed {package} but {command} is not on PATH")
     return found
 
 

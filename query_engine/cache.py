@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 import numpy as np
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -73,8 +74,8 @@ class AnswerKeyParts:
             "max_tokens": self.max_answer_tokens,
             "retrieval": self.retrieval_config,
         }
-        encoded = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
-        return hashlib.sha256(encoded.encode()).hexdigest()[:32]
+        encoded = orjson.dumps(payload, default=str, option=orjson.OPT_SORT_KEYS)
+        return hashlib.sha256(encoded).hexdigest()[:32]
 
 
 # per response, not per answer: never stored, set on the way out
@@ -96,7 +97,7 @@ class CachedAnswer:
     def response_body(self, timings_ms: Mapping[str, float]) -> bytes:
         """The stored JSON object with the per-response fields of a cache hit appended."""
         volatile = {"cached": True, "coalesced": False, "timings_ms": dict(timings_ms)}
-        return self.raw[:-1] + b"," + json.dumps(volatile)[1:].encode()
+        return self.raw[:-1] + b"," + orjson.dumps(volatile)[1:]
 
     def as_dict(self, timings_ms: Mapping[str, float] | None = None) -> dict[str, Any]:
         value: dict[str, Any] = json.loads(self.raw)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import time
-import uuid
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
@@ -18,7 +18,7 @@ from services.common.auth import KeyRing
 from services.common.errors import error_response, install_error_handlers
 from services.common.health import DependencyCheck, check_readiness
 from services.common.logging import configure_logging, request_id_var
-from services.common.metrics import HTTP_LATENCY, HTTP_REQUESTS, metrics_response
+from services.common.metrics import count_request, metrics_response
 from services.common.settings import CommonSettings
 
 log = logging.getLogger("docqa.access")
@@ -46,7 +46,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         incoming = dict(scope.get("headers") or []).get(b"x-request-id", b"")
-        request_id = _usable_request_id(incoming) or uuid.uuid4().hex
+        request_id = _usable_request_id(incoming) or os.urandom(16).hex()
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status_holder = {"status": 500}
@@ -78,8 +78,7 @@ class RequestContextMiddleware:
         route = scope.get("route")
         route_path = getattr(route, "path", "unmatched")
         method = scope.get("method", "")
-        HTTP_REQUESTS.labels(self.service, method, route_path, str(status)).inc()
-        HTTP_LATENCY.labels(self.service, method, route_path).observe(elapsed)
+        count_request(self.service, method, route_path, status, elapsed)
         if scope.get("path") not in _QUIET_PATHS or status >= 400:
             log.info(
                 "request",

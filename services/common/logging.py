@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
 from contextvars import ContextVar
+
+import orjson
 
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
@@ -31,7 +32,8 @@ class JsonFormatter(logging.Formatter):
                 payload[key] = value
         if record.exc_info:
             payload["exc"] = self.formatException(record.exc_info)
-        return json.dumps(payload, ensure_ascii=False, default=str)
+        # orjson: one access-log line per request, a few times cheaper than json.dumps
+        return orjson.dumps(payload, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def configure_logging(level: str, *, json_logs: bool) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.responses import Response
 
@@ -24,6 +26,25 @@ INGESTED_DOCUMENTS = Counter(
     "docqa_ingested_documents_total", "Documents processed by ingestion", ["outcome"]
 )
 INGESTED_CHUNKS = Counter("docqa_ingested_chunks_total", "Chunks written to Milvus")
+
+
+_request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
+
+
+def count_request(service: str, method: str, route: str, status: int, elapsed_s: float) -> None:
+    """One request in the HTTP counters. The labelled children are kept: ``labels()`` on every
+    request took a lock, a tuple of strings and a dict lookup inside prometheus_client."""
+    key = (service, method, route, status)
+    children = _request_children.get(key)
+    if children is None:
+        children = (
+            HTTP_REQUESTS.labels(service, method, route, str(status)),
+            HTTP_LATENCY.labels(service, method, route),
+        )
+        _request_children[key] = children
+    counter, latency = children
+    counter.inc()
+    latency.observe(elapsed_s)
 
 
 def metrics_response() -> Response:
