@@ -64,7 +64,22 @@ def machine() -> dict[str, Any]:
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
         "platform": platform.platform(),
+        "python_loop_ms": python_loop_ms(),
     }
+
+
+def python_loop_ms(iterations: int = 2_000_000) -> float:
+    """Milliseconds for a fixed pure-Python loop, best of 3: how fast this (shared, virtual)
+    machine was when the figures were taken. Absolute latencies from runs whose loop times
+    differ are not comparable; the ratios each benchmark prints are."""
+    best = math.inf
+    for _ in range(3):
+        started = time.perf_counter()
+        total = 0
+        for i in range(iterations):
+            total += i
+        best = min(best, time.perf_counter() - started)
+    return round(best * 1000, 1)
 
 
 def write_results(name: str, data: dict[str, Any]) -> Path:

@@ -102,6 +102,15 @@ class Answerer:
         await self._remember(request, answer)
         return answer
 
+    async def cached_only(self, request: AnswerRequest) -> CachedHit | None:
+        """The cached answer when there is one and nothing else would answer first (no FAQ
+        entry matches, no conversation); None means "ask :meth:`answer`". Never computes."""
+        if request.session_id or request.history:
+            return None
+        context = _Context(question=request.question, history=[])
+        early = await self._without_llm(request, context)
+        return early if isinstance(early, CachedHit) else None
+
     async def stream(self, request: AnswerRequest) -> AnswerStream:
         """Everything up to the first token happens here, so failures (unknown collection, every
         LLM server busy) still become a proper HTTP error before the stream starts."""

@@ -6,7 +6,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
@@ -127,7 +127,10 @@ def create_app(
     settings: CommonSettings,
     lifespan: Lifespan,
     routers: Sequence[APIRouter],
+    inner_middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
 ) -> FastAPI:
+    """``inner_middleware`` runs inside the request-context middleware (request id, access log,
+    metrics), outermost first."""
     configure_logging(settings.log_level, json_logs=settings.log_json)
     app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
@@ -136,6 +139,8 @@ def create_app(
     )
     app.state.readiness_checks = ()
     install_error_handlers(app)
+    for middleware in reversed(inner_middleware):  # each one added wraps the ones before
+        app.add_middleware(middleware)
     app.add_middleware(RequestContextMiddleware, service=service)
     app.include_router(_ops_router())
     for router in routers:

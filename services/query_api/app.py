@@ -16,6 +16,7 @@ from services.common.llm_pool import build_pooled_llm
 from services.common.settings import QuerySettings
 from services.query_api.faq_routes import build_faq_store
 from services.query_api.faq_routes import router as faq_router
+from services.query_api.fast_path import CachedQueryFastPath
 from services.query_api.openai_routes import router as openai_router
 from services.query_api.routes import router
 from services.query_api.wiring import install_answering
@@ -68,4 +69,5 @@ def build_app(settings: QuerySettings | None = None) -> FastAPI:
         settings=settings or QuerySettings(),
         lifespan=lifespan,
         routers=[router, openai_router, faq_router],
+        inner_middleware=[CachedQueryFastPath],
     )
