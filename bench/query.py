@@ -433,9 +433,9 @@ def retrieve_latency(stack: Stack, questions: Sequence[str]) -> dict[str, Any]:
 async def profile_retrieval(stack: Stack, questions: Sequence[str]) -> dict[str, float]:
     """One retrieval split into its stages, in this process, against the stack's Milvus.
 
-    ``as_served`` is what :class:`HybridRetriever` does (embed, then both searches at once);
-    ``bm25_during_embed`` starts the BM25 search while the question is being embedded (it does
-    not need the vector) and the dense search once the vector is there."""
+    ``as_served`` is what :class:`HybridRetriever` does: the BM25 search starts while the
+    question is being embedded (it needs no vector), the dense search once the vector is there.
+    ``embed_then_both`` is the order it replaced (embed, then both searches at once)."""
     from indexing.analysis import analyze, warm_up
     from query_engine.retrieval import fuse
     from services.common.clients import build_data_clients
@@ -480,9 +480,9 @@ async def profile_retrieval(stack: Stack, questions: Sequence[str]) -> dict[str,
                 store.search_dense(COLLECTION, vector, limit=limit),
                 store.search_sparse(COLLECTION, analyze(question), limit=limit),
             )
-            stages.setdefault("as_served", []).append((time.perf_counter() - started) * 1000)
+            stages.setdefault("embed_then_both", []).append((time.perf_counter() - started) * 1000)
             await timed(
-                "bm25_during_embed",
+                "as_served",
                 asyncio.gather(
                     embed_then_dense(question),
                     store.search_sparse(COLLECTION, analyze(question), limit=limit),
