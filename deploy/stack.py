@@ -213,7 +213,9 @@ def vllm_spec(paths: StackPaths, port: int, *, name: str = "vllm") -> ProcessSpe
     python = vllm_cpu.venv_python_path(paths.vllm_venv)
     return ProcessSpec(
         name=name,
-        command=vllm_cpu.serve_command(python, paths.model_dir, host="127.0.0.1", port=port),
+        command=vllm_cpu.serve_command(
+            python, paths.model_dir, host="127.0.0.1", port=port, dtype=vllm_cpu.local_dtype()
+        ),
         log_path=paths.logs / f"{name}.log",
         pid_path=paths.run / f"{name}.pid",
         env=vllm_cpu.serve_env(paths.cache),

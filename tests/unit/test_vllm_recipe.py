@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from deploy import vllm_cpu
+from deploy import stack, vllm_cpu
 
 
 class FakeRun:
@@ -162,3 +162,31 @@ def test_ensure_weights_marker_is_written_last(
     fake.steps.clear()
     vllm_cpu.ensure_weights(python, model, download_dir=downloads, log=_quiet)
     assert fake.steps == []
+
+
+AVX2_ONLY = "processor\t: 0\nflags\t\t: fpu sse sse2 avx avx2 fma\n"
+WITH_BF16 = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 amx_tile\n"
+
+
+@pytest.mark.parametrize(("cpuinfo", "dtype"), [(AVX2_ONLY, "float32"), (WITH_BF16, "bfloat16")])
+def test_local_dtype_follows_the_cpus_bf16_support(
+    cpuinfo: str, dtype: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("DOCQA_VLLM_DTYPE", raising=False)
+    assert vllm_cpu.local_dtype(cpuinfo) == dtype
+
+
+def test_local_dtype_can_be_chosen(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCQA_VLLM_DTYPE", "bfloat16")
+    assert vllm_cpu.local_dtype(AVX2_ONLY) == "bfloat16"
+    monkeypatch.setenv("DOCQA_VLLM_DTYPE", "int4")
+    with pytest.raises(ValueError, match="DOCQA_VLLM_DTYPE"):
+        vllm_cpu.local_dtype(AVX2_ONLY)
+
+
+def test_the_local_stack_serves_in_the_local_dtype(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCQA_VLLM_DTYPE", "float32")
+    spec = stack.vllm_spec(stack.StackPaths(tmp_path), 18012)
+    assert dict(itertools.pairwise(spec.command))["--dtype"] == "float32"
