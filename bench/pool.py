@@ -368,7 +368,7 @@ async def real_check(runtime: Path) -> dict[str, Any]:
     specs, ports = [], []
     for i in range(2):
         port = processes.free_port()
-        base = stack.vllm_spec(paths, port, name=f"bench-vllm-{i}")
+        base = stack.vllm_spec(paths, port, name=f"bench-vllm-{i}", replica_index=i)
         specs.append(
             processes.ProcessSpec(
                 name=base.name,

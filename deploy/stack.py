@@ -209,7 +209,10 @@ def milvus_spec(
     )  # fmt: skip
 
 
-def vllm_spec(paths: StackPaths, port: int, *, name: str = "vllm") -> ProcessSpec:
+def vllm_spec(
+    paths: StackPaths, port: int, *, name: str = "vllm", replica_index: int = 0
+) -> ProcessSpec:
+    """``replica_index``: this server's place among several on this machine (CPU binding)."""
     python = vllm_cpu.venv_python_path(paths.vllm_venv)
     return ProcessSpec(
         name=name,
@@ -218,7 +221,7 @@ def vllm_spec(paths: StackPaths, port: int, *, name: str = "vllm") -> ProcessSpe
         ),
         log_path=paths.logs / f"{name}.log",
         pid_path=paths.run / f"{name}.pid",
-        env=vllm_cpu.serve_env(paths.cache),
+        env={**vllm_cpu.serve_env(paths.cache), **vllm_cpu.replica_cpu_bind(replica_index)},
     )
 
 
@@ -362,7 +365,7 @@ def up(
     # slowest first, so vLLM loads while the rest start
     plan = [
         (
-            vllm_spec(paths, port, name=vllm_replica_name(i)),
+            vllm_spec(paths, port, name=vllm_replica_name(i), replica_index=i),
             port,
             http_ready(f"http://127.0.0.1:{port}/health"),
             300.0 * replicas,  # replicas load side by side on the same cores

@@ -276,6 +276,20 @@ def serve_env(
     return env
 
 
+def replica_cpu_bind(index: int) -> dict[str, str]:
+    """Where replica ``index`` of several servers on one machine binds its OpenMP thread.
+
+    Left alone, every server binds to the same core (vLLM keeps the last one for its own
+    processes), and two servers' spin-waiting threads on one core starve each other: a second
+    replica's worker stalled for over 60 s ("No available shared memory broadcast block") with
+    requests in flight. Replica 0 keeps vLLM's choice; the others go round the allowed cores
+    from the last one down."""
+    if index == 0:
+        return {}
+    allowed = sorted(os.sched_getaffinity(0))
+    return {"VLLM_CPU_OMP_THREADS_BIND": str(allowed[-1 - (index - 1) % len(allowed)])}
+
+
 def _cpu_list(threads: int) -> str:
     """The first ``threads`` CPUs this process may run on, as vLLM's bind syntax ("0,1")."""
     if threads < 1:

@@ -167,7 +167,8 @@ def vllm_replica(
 ) -> Iterator[VllmReplica]:
     """Starts after ``vllm_server`` (two models loading at once would only slow both down)."""
     port = processes.free_port()
-    spec = _runtime_spec(stack.vllm_spec(test_paths, port, name="test-vllm-2"), runtime_dir)
+    base = stack.vllm_spec(test_paths, port, name="test-vllm-2", replica_index=1)
+    spec = _runtime_spec(base, runtime_dir)
     replica = VllmReplica(spec, port)
     replica.start()
     yield replica

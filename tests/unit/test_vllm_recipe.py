@@ -190,3 +190,11 @@ def test_the_local_stack_serves_in_the_local_dtype(
     monkeypatch.setenv("DOCQA_VLLM_DTYPE", "float32")
     spec = stack.vllm_spec(stack.StackPaths(tmp_path), 18012)
     assert dict(itertools.pairwise(spec.command))["--dtype"] == "float32"
+
+
+def test_replicas_on_one_machine_bind_to_different_cores(tmp_path: Path) -> None:
+    first = stack.vllm_spec(stack.StackPaths(tmp_path), 18013, replica_index=0)
+    second = stack.vllm_spec(stack.StackPaths(tmp_path), 18014, replica_index=1)
+    assert "VLLM_CPU_OMP_THREADS_BIND" not in first.env  # vLLM's own choice: the first core
+    last_core = max(os.sched_getaffinity(0))
+    assert second.env["VLLM_CPU_OMP_THREADS_BIND"] == str(last_core)
