@@ -221,7 +221,7 @@ def vllm_spec(
         ),
         log_path=paths.logs / f"{name}.log",
         pid_path=paths.run / f"{name}.pid",
-        env={**vllm_cpu.serve_env(paths.cache), **vllm_cpu.replica_cpu_bind(replica_index)},
+        env=vllm_cpu.serve_env(paths.cache, replica_index=replica_index),
     )
 
 

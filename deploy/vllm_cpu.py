@@ -248,7 +248,7 @@ def local_dtype(cpuinfo: str | None = None) -> str:
 
 
 def serve_env(
-    cache_root: Path, *, kv_cache_gb: int = 1, threads: int | None = None
+    cache_root: Path, *, kv_cache_gb: int = 1, threads: int | None = None, replica_index: int = 0
 ) -> dict[str, str]:
     """Environment variables to add to ``os.environ`` for the server process.
 
@@ -256,7 +256,8 @@ def serve_env(
     hub is offline (the model is a local directory, and nothing outside PyPI is reachable); usage
     stats are off. vLLM's CPU backend otherwise claims 4 GiB of KV cache. With ``threads=None``
     vLLM binds its OpenMP threads itself (on x86 it keeps one core for the scheduler process);
-    ``threads=N`` binds them to the first N CPUs this process may use.
+    ``threads=N`` binds them to the first N CPUs this process may use. ``replica_index`` is this
+    server's place among several on one machine (see :func:`_replica_cpu`).
     """
     env = {
         "VLLM_CPU_KVCACHE_SPACE": str(kv_cache_gb),
@@ -273,21 +274,22 @@ def serve_env(
     }
     if threads is not None:
         env["VLLM_CPU_OMP_THREADS_BIND"] = _cpu_list(threads)
+    elif replica_index > 0:
+        env["VLLM_CPU_OMP_THREADS_BIND"] = _replica_cpu(replica_index)
     return env
 
 
-def replica_cpu_bind(index: int) -> dict[str, str]:
-    """Where replica ``index`` of several servers on one machine binds its OpenMP thread.
+def _replica_cpu(index: int) -> str:
+    """Where replica ``index`` (1 and up) of several servers on one machine binds its OpenMP
+    thread.
 
     Left alone, every server binds to the same core (vLLM keeps the last one for its own
     processes), and two servers' spin-waiting threads on one core starve each other: a second
     replica's worker stalled for over 60 s ("No available shared memory broadcast block") with
     requests in flight. Replica 0 keeps vLLM's choice; the others go round the allowed cores
     from the last one down."""
-    if index == 0:
-        return {}
     allowed = sorted(os.sched_getaffinity(0))
-    return {"VLLM_CPU_OMP_THREADS_BIND": str(allowed[-1 - (index - 1) % len(allowed)])}
+    return str(allowed[-1 - (index - 1) % len(allowed)])
 
 
 def _cpu_list(threads: int) -> str:

@@ -25,7 +25,7 @@ from query_engine.answering import Answerer, AnswerRequest, CachedHit
 from services.common.auth import KeyRing, bearer_token
 from services.common.auth import Scope as KeyScope
 from services.common.settings import QuerySettings
-from services.query_api.routes import CACHED_OUTCOMES, validated_top_k
+from services.query_api.routes import CACHED_OUTCOMES, answer_request
 from services.query_api.schemas import QueryIn
 
 QUERY_PATH = "/v1/query"
@@ -66,11 +66,11 @@ class CachedQueryFastPath:
         token = bearer_token(request)
         if token is None or KeyScope.QUERY not in keyring.scopes_of(token):
             return None
-        answer_request = _answer_request(body, scope["app"].state.settings)
-        if answer_request is None:
+        asked = _answer_request(body, request, scope["app"].state.settings)
+        if asked is None:
             return None
         answerer: Answerer = scope["app"].state.answerer
-        return await answerer.cached_only(answer_request)
+        return await answerer.cached_only(asked)
 
     async def _send_hit(self, scope: Scope, send: Send, hit: CachedHit) -> None:
         scope["route"] = QUERY_ROUTE_LABEL  # what the access log and metrics read
@@ -84,22 +84,17 @@ class CachedQueryFastPath:
         await send({"type": "http.response.body", "body": content})
 
 
-def _answer_request(body: bytes, settings: QuerySettings) -> AnswerRequest | None:
-    """The request the route would build (with the route's own checks), or None when the route
-    must see it: to refuse it, or because it streams or belongs to a session."""
+def _answer_request(body: bytes, request: Request, settings: QuerySettings) -> AnswerRequest | None:
+    """What the route would ask (built by the route's own function, with its checks), or None
+    when the route must see the request: to refuse it, or because it streams or belongs to a
+    session."""
     try:
         payload = QueryIn.model_validate_json(body)
         if payload.stream or payload.session_id:
             return None
-        top_k = validated_top_k(payload.collection, payload.question, payload.top_k, settings)
+        return answer_request(payload, request, settings)
     except (ValidationError, DocqaError):
         return None
-    return AnswerRequest(
-        collection=payload.collection,
-        question=payload.question,
-        top_k=top_k,
-        filters=payload.filters,
-    )
 
 
 async def _read_body(receive: Receive) -> tuple[list[Message], bytes | None]:
