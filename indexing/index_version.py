@@ -20,17 +20,18 @@ def versions_channel(prefix: str) -> str:
     return f"{prefix}:version_bumps"
 
 
-def publish_bump(pipe: Pipeline, prefix: str, key: str) -> None:
-    """Queue the announcement in the same MULTI as the bump: readers hear of every bump, and
-    only once it has happened."""
+def queue_bump(pipe: Pipeline, prefix: str, key: str) -> None:
+    """Queue the increment of the version counter ``key`` and its announcement in one MULTI:
+    readers hear of every bump, and only once it has happened. The increment's result is the
+    first of the two."""
+    pipe.incr(key)
     pipe.publish(versions_channel(prefix), key)
 
 
 async def bump_version(redis: Redis, prefix: str, collection: str) -> int:
     key = version_key(prefix, collection)
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.incr(key)
-        publish_bump(pipe, prefix, key)
+        queue_bump(pipe, prefix, key)
         version, _ = await pipe.execute()
     return int(version)
 
@@ -51,8 +52,7 @@ async def drop_faq(redis: Redis, prefix: str, collection: str) -> int:
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hlen(faq_entries_key(prefix, collection))
         pipe.delete(faq_entries_key(prefix, collection))
-        pipe.incr(version)
-        publish_bump(pipe, prefix, version)
+        queue_bump(pipe, prefix, version)
         count, _, _, _ = await pipe.execute()
     return int(count)
 

@@ -262,9 +262,6 @@ class HotAnswers:
         while len(self._entries) > self._max_entries:
             self._entries.popitem(last=False)
 
-    def __len__(self) -> int:
-        return len(self._entries)
-
 
 class SingleFlight(Generic[T]):
     """In-process coalescing: concurrent calls with one key share one execution of ``fn``."""

@@ -45,7 +45,7 @@ from indexing.errors import (
     NotFound,
     PayloadTooLarge,
 )
-from indexing.index_version import drop_faq, faq_entries_key, faq_version_key, publish_bump
+from indexing.index_version import drop_faq, faq_entries_key, faq_version_key, queue_bump
 from indexing.schema import validate_collection_name
 from query_engine.cache import REDIS_ERRORS, SingleFlight, normalize_question, warn_throttled
 from query_engine.versions import VersionWatcher
@@ -375,8 +375,7 @@ class FaqStore:
         with _redis_as_dependency("the FAQ store"):
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.hdel(self.entries_key(collection), entry_id)
-                pipe.incr(self.version_key(collection))
-                publish_bump(pipe, self._prefix, self.version_key(collection))
+                queue_bump(pipe, self._prefix, self.version_key(collection))
                 removed, _, _ = await pipe.execute()
         if not removed:
             raise _not_found(collection, entry_id)
@@ -404,17 +403,14 @@ class FaqStore:
     async def _current_version(self, collection: str) -> int:
         """From this replica's trusted copy when it has one (no round trip on the hot path)."""
         key = self.version_key(collection)
-        if self._versions is None:
+
+        async def read() -> int:
             raw = await self._redis.get(key)
             return int(raw) if raw is not None else 0
-        known = self._versions.known(key)
-        if known is not None:
-            return known
-        token = self._versions.read_token(key)
-        raw = await self._redis.get(key)
-        version = int(raw) if raw is not None else 0
-        self._versions.learn(token, version)
-        return version
+
+        if self._versions is None:
+            return await read()
+        return await self._versions.read_through(key, read)
 
     async def _load(self, collection: str) -> _Snapshot:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -556,8 +552,7 @@ class FaqStore:
                 raise WatchError("the FAQ changed since it was read")
             pipe.multi()
             pipe.hset(self.entries_key(collection), mapping=records)
-            pipe.incr(self.version_key(collection))
-            publish_bump(pipe, self._prefix, self.version_key(collection))
+            queue_bump(pipe, self._prefix, self.version_key(collection))
             await pipe.execute()
 
 

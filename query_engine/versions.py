@@ -3,7 +3,7 @@
 The answer cache and the FAQ put a version counter in what they look up (the collection's index
 version, its FAQ version). Reading the counter from Redis on every question costs a round trip
 that, on a cache hit, is most of the work. Writers (ingestion, FAQ edits) publish the counter's
-key on one channel when they bump it (``indexing.index_version.publish_bump``); every query
+key on one channel when they bump it (``indexing.index_version.queue_bump``); every query
 replica subscribes and forgets its copy of that key, so the next question reads the new value.
 
 Safe by construction rather than by timing:
@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -92,6 +93,16 @@ class VersionWatcher:
         if len(self._copies) >= self._max_keys and token.key not in self._copies:
             self._copies.clear()  # rare (that many collections): start over rather than track age
         self._copies[token.key] = (version, time.monotonic())
+
+    async def read_through(self, key: str, read: Callable[[], Awaitable[int]]) -> int:
+        """The trusted copy of ``key``, or ``read()`` from Redis, kept if nothing raced it."""
+        known = self.known(key)
+        if known is not None:
+            return known
+        token = self.read_token(key)
+        version = await read()
+        self.learn(token, version)
+        return version
 
     def invalidate(self, key: str) -> None:
         self.invalidations += 1
