@@ -34,6 +34,11 @@ Log = Callable[[str], None]
 # Thread counts are set on purpose: numpy's OpenBLAS threads fight the embedder's OpenMP threads
 # (3x slower queries measured), and two cores are shared by every process here.
 SERVICE_THREAD_ENV = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OMP_NUM_THREADS": "2"}
+# The query service embeds one short question at a time while milvus-lite runs the BM25 search on
+# these same two cores: a two-thread embedding then waits at every layer for its preempted thread.
+# One thread measured faster end to end (bench/query.py: /v1/retrieve p50 42-44 vs 47-57 ms, p99
+# 69-75 vs 88-100 ms on 13,896 chunks). An explicit DOCQA_EMBEDDER_THREADS still wins.
+QUERY_EMBEDDER_THREADS = "1"
 
 
 @dataclass(frozen=True)
@@ -241,6 +246,11 @@ def service_env(
     }
 
 
+def query_service_env(env: dict[str, str]) -> dict[str, str]:
+    threads = os.environ.get("DOCQA_EMBEDDER_THREADS", QUERY_EMBEDDER_THREADS)
+    return {**env, "DOCQA_EMBEDDER_THREADS": threads}
+
+
 def service_spec(
     paths: StackPaths, service: str, port: int, env: dict[str, str], *, name: str | None = None
 ) -> ProcessSpec:
@@ -271,12 +281,19 @@ def redis_ready(port: int) -> Callable[[], bool]:
 
 def milvus_ready(port: int) -> Callable[[], bool]:
     def check() -> bool:
-        from pymilvus import MilvusClient
+        from services.common.clients import build_milvus_sync
+        from services.common.settings import MilvusSettings
 
         try:
-            MilvusClient(uri=f"http://127.0.0.1:{port}", timeout=2).list_collections()
+            client = build_milvus_sync(MilvusSettings(uri=f"http://127.0.0.1:{port}", timeout_s=2))
         except Exception:
             return False
+        try:
+            client.list_collections()
+        except Exception:
+            return False
+        finally:
+            client.close()
         return True
 
     return check
@@ -380,7 +397,7 @@ def up(
     services = [
         (service_spec(paths, "indexing", ports.indexing, env), ports.indexing,
          http_ready(f"http://127.0.0.1:{ports.indexing}/readyz"), 120.0),
-        (service_spec(paths, "query", ports.query, env), ports.query,
+        (service_spec(paths, "query", ports.query, query_service_env(env)), ports.query,
          http_ready(f"http://127.0.0.1:{ports.query}/readyz"), 120.0),
     ]  # fmt: skip
     _start_and_wait(services, log)

