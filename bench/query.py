@@ -56,6 +56,7 @@ from bench.retrieval_eval import convert_shared_sets, read_jsonl
 COLLECTION = "bench_query"
 MIN_CHUNKS = 10_000
 CONCURRENCY = (1, 16, 64)
+EMBED_CACHE_HIT_MS = 1.0
 RETRIEVE_TARGET_MS = 30.0
 INGEST_BATCH = 1000
 LLM_IDLE_S = 1.0
@@ -147,11 +148,11 @@ def corpus(sets_dir: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
 
 
 def stored_chunks(stack: Stack) -> int:
-    from pymilvus import MilvusClient
-
     from indexing import schema
+    from services.common.clients import build_milvus_sync
+    from services.common.settings import MilvusSettings
 
-    client = MilvusClient(uri=stack.milvus_uri, timeout=30)
+    client = build_milvus_sync(MilvusSettings(uri=stack.milvus_uri, timeout_s=30))
     try:
         name = schema.milvus_collection_name(COLLECTION)
         if not client.has_collection(name):
@@ -401,7 +402,11 @@ def _median_load(runs: Sequence[Load]) -> dict[str, Any]:
 
 
 def retrieve_latency(stack: Stack, questions: Sequence[str]) -> dict[str, Any]:
-    """Distinct questions one at a time: cold embeddings, then the same ones again (cached)."""
+    """Distinct questions one at a time: cold embeddings, then the same ones again (cached).
+
+    A question this stack embedded before (an earlier run's sample can overlap this one's) is
+    served from the query-embedding cache even in the cold pass: the cold figures leave those
+    requests out, and say how many there were."""
     url = f"{stack.query_url}/v1/retrieve"
     passes: dict[str, dict[str, list[float]]] = {}
     with httpx.Client(headers=stack.query_headers, timeout=60) as client:
@@ -418,15 +423,25 @@ def retrieve_latency(stack: Stack, questions: Sequence[str]) -> dict[str, Any]:
                 server_ms.append(timings.get("total", float("nan")))
             passes[name] = {"client": client_ms, "embed": embed_ms, "server": server_ms}
     return {
-        name: {
-            "p50_ms": percentile(p["client"], 50),
-            "p99_ms": percentile(p["client"], 99),
-            "server_total_p50_ms": percentile(p["server"], 50),
-            "embed_p50_ms": percentile(p["embed"], 50),
-            "embeddings_served_from_cache": sum(1 for ms in p["embed"] if ms < 1.0),
-            "questions": len(p["client"]),
-        }
-        for name, p in passes.items()
+        name: latency_summary(p, embedded=name == "cold_embedding") for name, p in passes.items()
+    }
+
+
+def latency_summary(timings: dict[str, list[float]], *, embedded: bool) -> dict[str, Any]:
+    """Percentiles of one pass; with ``embedded``, over the requests whose question embedding
+    was computed (an embedding from the cache takes well under a millisecond)."""
+    from_cache = [ms < EMBED_CACHE_HIT_MS for ms in timings["embed"]]
+    keep = [not hit for hit in from_cache] if embedded else [True] * len(from_cache)
+    chosen = {k: [v for v, kept in zip(values, keep, strict=True) if kept]
+              for k, values in timings.items()}  # fmt: skip
+    return {
+        "p50_ms": percentile(chosen["client"], 50),
+        "p99_ms": percentile(chosen["client"], 99),
+        "server_total_p50_ms": percentile(chosen["server"], 50),
+        "embed_p50_ms": percentile(chosen["embed"], 50),
+        "embeddings_served_from_cache": sum(from_cache),
+        "questions": len(from_cache),
+        "measured": len(chosen["client"]),
     }
 
 
@@ -632,7 +647,10 @@ def summarize(
     print(table(["conc", "cached qps", "bare qps", "ratio", "cached p50", "bare p50",
                  "cached p99", "bare p99", "errors"], rows, digits=1))  # fmt: skip
     cold, warm = retrieve["cold_embedding"], retrieve["cached_embedding"]
-    print(f"\n(b) /v1/retrieve over {chunks} chunks, one request at a time")
+    print(
+        f"\n(b) /v1/retrieve over {chunks} chunks, one request at a time; cold: the "
+        f"{cold['measured']} of {cold['questions']} questions whose embedding was computed"
+    )
     print(table(["embeddings", "p50 ms", "p99 ms", "server p50", "embed p50", "p50 / 30 ms"],
                 [["cold", cold["p50_ms"], cold["p99_ms"], cold["server_total_p50_ms"],
                   cold["embed_p50_ms"], ratio(cold["p50_ms"], RETRIEVE_TARGET_MS)],
