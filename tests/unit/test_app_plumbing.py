@@ -33,10 +33,10 @@ from indexing.errors import (
     RateLimited,
     UnsupportedMediaType,
 )
-from services.common.app import create_app
 from services.common.auth import Forbidden, Unauthorized
 from services.common.health import DependencyCheck, check_readiness
 from services.common.settings import AuthSettings, QuerySettings
+from tests.unit._apps import create_test_app
 
 with warnings.catch_warnings():  # starlette warns that its TestClient will move to httpx2
     warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
@@ -103,20 +103,13 @@ def build_app(service: str, checks: Sequence[DependencyCheck] = ()) -> FastAPI:
         log_json=False,
         auth=AuthSettings(query_keys=[SecretStr("q" * 30)], admin_keys=[SecretStr("a" * 30)]),
     )
-    # create_app points the root logger at stderr; give pytest its log capture back at once
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        app = create_app(
-            title="plumbing-test",
-            service=service,
-            settings=settings,
-            lifespan=no_lifespan,
-            routers=[routes()],
-        )
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    app = create_test_app(
+        title="plumbing-test",
+        service=service,
+        settings=settings,
+        lifespan=no_lifespan,
+        routers=[routes()],
+    )
     app.state.readiness_checks = tuple(checks)
     return app
 

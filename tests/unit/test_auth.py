@@ -7,7 +7,6 @@ request id are the ones the services really send.
 
 from __future__ import annotations
 
-import logging
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -18,7 +17,6 @@ from fastapi import APIRouter, Depends, FastAPI
 from pydantic import SecretStr
 from starlette.requests import Request
 
-from services.common.app import create_app
 from services.common.auth import (
     Forbidden,
     KeyRing,
@@ -28,6 +26,7 @@ from services.common.auth import (
     require_scope,
 )
 from services.common.settings import AuthSettings, QuerySettings
+from tests.unit._apps import create_test_app
 
 with warnings.catch_warnings():  # starlette warns that its TestClient will move to httpx2
     warnings.filterwarnings("ignore", message=".*starlette.testclient.*")
@@ -143,20 +142,13 @@ def build_app() -> FastAPI:
         log_json=False,
         auth=AuthSettings(query_keys=[SecretStr(QUERY_KEY)], admin_keys=[SecretStr(ADMIN_KEY)]),
     )
-    # create_app points the root logger at stderr; give pytest its log capture back at once
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        return create_app(
-            title="auth-test",
-            service="auth-test",
-            settings=settings,
-            lifespan=no_lifespan,
-            routers=[router],
-        )
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    return create_test_app(
+        title="auth-test",
+        service="auth-test",
+        settings=settings,
+        lifespan=no_lifespan,
+        routers=[router],
+    )
 
 
 @pytest.fixture(scope="module")

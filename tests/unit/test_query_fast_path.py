@@ -10,7 +10,6 @@ with its body intact, so refusals keep their error envelope.
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -23,10 +22,10 @@ from pydantic import SecretStr
 
 from query_engine.answering import AnswerRequest, AnswerStream, CachedHit
 from query_engine.cache import CachedAnswer
-from services.common.app import create_app
 from services.common.settings import AuthSettings, QuerySettings
 from services.query_api.fast_path import MAX_FAST_BODY_BYTES, CachedQueryFastPath
 from services.query_api.routes import router
+from tests.unit._apps import create_test_app
 
 pytestmark = pytest.mark.unit
 
@@ -81,20 +80,14 @@ def build(answerer: FakeAnswerer, *, fast_path: bool = True) -> FastAPI:
         app.state.answerer = answerer
         yield
 
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:  # create_app points the root logger at stderr: give pytest its capture back
-        return create_app(
-            title="fast-path-test",
-            service="fastpath",
-            settings=settings,
-            lifespan=lifespan,
-            routers=[router],
-            inner_middleware=[CachedQueryFastPath] if fast_path else [],
-        )
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
+    return create_test_app(
+        title="fast-path-test",
+        service="fastpath",
+        settings=settings,
+        lifespan=lifespan,
+        routers=[router],
+        inner_middleware=[CachedQueryFastPath] if fast_path else [],
+    )
 
 
 @asynccontextmanager
