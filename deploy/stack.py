@@ -205,7 +205,7 @@ def milvus_spec(
     return ProcessSpec(
         name=name,
         command=[
-            str(Path(sys.executable).parent / "milvus-lite"),
+            sys.executable, "-m", "deploy.milvus_lite_server",
             "server", "--data-dir", str(data_dir), "--host", "127.0.0.1", "--port", str(port),
         ],
         log_path=paths.logs / f"{name}.log",
