@@ -3,7 +3,7 @@ VENV   := $(or $(DOCQA_HOME),$(CURDIR)/.docqa)/venv
 DOCQA  := $(VENV)/bin/docqa
 PYTEST := $(VENV)/bin/python -m pytest
 
-.PHONY: help venv setup up down status test unit lint bench clean
+.PHONY: help venv setup up down status test unit lint bench clean constraints
 
 help:
 	@echo "make up      start the local stack, ingest the samples, ask a question"
@@ -48,3 +48,9 @@ bench: setup
 
 clean: down
 	rm -rf .docqa
+
+# after a change to pyproject.toml's dependencies: pin what is installed now, then `make test`
+constraints: venv
+	@{ sed -n '/^#/p' deploy/constraints.txt; $(VENV)/bin/pip freeze --exclude-editable; } > deploy/constraints.txt.new
+	@mv deploy/constraints.txt.new deploy/constraints.txt
+	@echo "deploy/constraints.txt: $$(grep -vc '^#' deploy/constraints.txt) packages pinned"
