@@ -25,6 +25,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from indexing.analysis import detect_language
 from query_engine.grounding import GroundingPolicy, apply_policy, check_grounding
 from query_engine.prompts import (
+    ANSWER_STOP_SEQUENCES,
     PromptSource,
     build_messages,
     estimate_llm_tokens,
@@ -97,7 +98,7 @@ class DocqaQueryEngine(CustomQueryEngine):
             return
         llm_started = time.perf_counter()
         first = True
-        stream = await self.llm.astream_chat(prepared.messages)
+        stream = await self.llm.astream_chat(prepared.messages, stop=list(ANSWER_STOP_SEQUENCES))
         try:
             async for chunk in stream:
                 if first:

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from llama_index.core.llms import ChatMessage, MessageRole
 
-PROMPT_VERSION = "2"
+PROMPT_VERSION = "3"
 
 NOT_FOUND_ANSWERS = {
     "ko": "제공된 문서에서 답을 찾을 수 없습니다.",
@@ -28,6 +28,11 @@ SYSTEM_PROMPT = (
     f'5. If the sources do not contain the answer, reply only: "{NOT_FOUND_ANSWERS["en"]}" '
     f'(in Korean: "{NOT_FOUND_ANSWERS["ko"]}").'
 )
+
+# The user message's own markers (see user_message). A model that writes one at the start of a
+# line has finished its answer and is continuing the prompt's template: small models echo
+# "Question: …\nAnswer:" and then answer again until the token limit.
+ANSWER_STOP_SEQUENCES = ("\nQuestion:", "\nSources:")
 
 CONDENSE_PROMPT = (
     "Rewrite the last user question so that it can be understood without the conversation. "

@@ -72,19 +72,34 @@ class FakeVllm:
                 await self.gate.wait()
             finally:
                 self.held -= 1
+        tokens = self._generated(body.get("stop") or [])
         if body.get("stream"):
-            events = self._events(body["model"], failure)
+            events = self._events(body["model"], tokens, failure)
             return httpx.Response(
                 200, headers={"content-type": "text/event-stream"}, content=events
             )
-        return httpx.Response(200, json=self._completion(body["model"]))
+        return httpx.Response(200, json=self._completion(body["model"], tokens))
 
-    def _completion(self, model: str) -> dict[str, Any]:
-        message = {"role": "assistant", "content": "".join(self.tokens)}
+    def _generated(self, stop: Sequence[str]) -> list[str]:
+        """The tokens sent back: like vLLM, the text ends before the first ``stop`` string."""
+        text = "".join(self.tokens)
+        end = min((text.find(s) for s in stop if s in text), default=len(text))
+        generated, used = [], 0
+        for token in self.tokens:
+            if used >= end:
+                break
+            generated.append(token[: end - used])
+            used += len(token)
+        return generated
+
+    def _completion(self, model: str, tokens: Sequence[str]) -> dict[str, Any]:
+        message = {"role": "assistant", "content": "".join(tokens)}
         choice = {"index": 0, "message": message, "finish_reason": "stop"}
         return {"id": "c1", "object": "chat.completion", "model": model, "choices": [choice]}
 
-    async def _events(self, model: str, failure: int | str | None) -> AsyncIterator[bytes]:
+    async def _events(
+        self, model: str, tokens: Sequence[str], failure: int | str | None
+    ) -> AsyncIterator[bytes]:
         def event(delta: dict[str, Any], finish: str | None = None) -> bytes:
             choice = {"index": 0, "delta": delta, "finish_reason": finish}
             chunk = {"id": "c1", "object": "chat.completion.chunk", "model": model}
@@ -95,7 +110,7 @@ class FakeVllm:
             await asyncio.sleep(3600)
         if failure == BREAK_BEFORE_TOKEN:
             raise httpx.ReadError("connection reset")
-        for n, token in enumerate(self.tokens):
+        for n, token in enumerate(tokens):
             yield event({"content": token})
             if n == 0 and failure == BREAK_AFTER_TOKEN:
                 raise httpx.ReadError("connection reset")
