@@ -1,25 +1,32 @@
-"""The embedded Milvus server: ``milvus-lite server`` with collection-wide BM25 statistics.
+"""The embedded Milvus server: ``milvus-lite server`` with two fixes that make it score like Milvus.
 
-milvus-lite 3.2.2 scores BM25 with each segment's own statistics (document count, average length
-and document frequencies; its own TODO in ``engine/collection.py`` ``_search_sparse``). It seals a
-segment at every flush and merges them in size tiers, so a collection of more than one flush
-holds several segments, and the same term gets a different IDF in each: a chunk's score depends on
-which flush wrote it. Measured on the COVID-QA papers (2,459 chunks): three segments scored BM25
-recall@1 .691 where the same rows in one segment scored .745. Milvus itself aggregates the
-statistics over the collection, so production is not affected; this module gives the embedded
-server the same behaviour, the way Elasticsearch's DFS_QUERY_THEN_FETCH does it: before a BM25
-search, sum document count, total length and the query terms' document frequencies over every
-segment and the growing rows, then score every segment with those sums.
+**Collection-wide BM25 statistics.** milvus-lite 3.2.2 scores BM25 with each segment's own
+statistics (document count, average length and document frequencies; its own TODO in
+``engine/collection.py`` ``_search_sparse``). It seals a segment at every flush and merges them in
+size tiers, so a collection of more than one flush holds several segments, and the same term gets
+a different IDF in each: a chunk's score depends on which flush wrote it. Measured on the COVID-QA
+papers (2,459 chunks): three segments scored BM25 recall@1 .691 where the same rows in one segment
+scored .745. Milvus itself aggregates the statistics over the collection; here, the way
+Elasticsearch's DFS_QUERY_THEN_FETCH does it, a BM25 search first sums document count, total
+length and the query terms' document frequencies over every segment and the growing rows, then
+scores every segment with those sums. Like Milvus' per-segment statistics, the sums count deleted
+rows until compaction rewrites them.
 
-Like Milvus' per-segment statistics, the sums count deleted rows until compaction rewrites them.
+**Index parameters as pymilvus sends them.** pymilvus 3 sends an index's parameters as flat
+key-value pairs (``bm25_k1``, ``M``, …); milvus-lite reads only a JSON ``params`` entry and
+silently built every index with its own defaults, among them BM25 k1 = 1.5 where Milvus and
+``indexing.schema`` use 1.2 (recall@1 of hybrid search on the Korean seed questions: .786 with 1.5,
+.806 with 1.2). The known build parameters are now folded into ``params``.
 
 Run as ``python -m deploy.milvus_lite_server server --data-dir D --host H --port P`` (the
-arguments of ``milvus-lite``); :func:`install_collection_wide_bm25` applies the change in-process.
+arguments of ``milvus-lite``); :func:`install_collection_wide_bm25` and
+:func:`install_flat_index_params` apply the changes in-process.
 """
 
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
 import math
 import sys
@@ -161,16 +168,12 @@ def _with_collection_stats(search_sparse: Callable[..., Any]) -> Callable[..., A
         *args: Any,
         **kwargs: Any,
     ) -> Any:
-        if metric_type != "BM25" or vector_field not in getattr(self, "_bm25_analyzers", {}):
-            return search_sparse(
-                self, query_vectors, vector_field, top_k, metric_type, partition_names,
-                *args, **kwargs,
-            )  # fmt: skip
-        try:
-            stats = _gather_stats(self, query_vectors, vector_field, partition_names)
-        except AttributeError as exc:  # internals moved: search as milvus-lite would
-            log.warning("BM25 statistics left per segment: %s", exc)
-            stats = None
+        stats = None
+        if metric_type == "BM25" and vector_field in getattr(self, "_bm25_analyzers", {}):
+            try:
+                stats = _gather_stats(self, query_vectors, vector_field, partition_names)
+            except AttributeError as exc:  # internals moved: search as milvus-lite would
+                log.warning("BM25 statistics left per segment: %s", exc)
         token = _CURRENT_STATS.set(stats)
         try:
             return search_sparse(
@@ -238,6 +241,52 @@ def _segment_index(collection: Any, segment: Any, vector_field: str) -> Any:
     return index
 
 
+# Build parameters of the index types milvus-lite implements (index/*.py), as pymilvus sends them.
+INDEX_BUILD_PARAMS = frozenset(
+    {"M", "efConstruction", "nlist", "bm25_k1", "bm25_b", "inverted_index_algo"}
+)
+
+
+def folded_index_params(pairs: Mapping[str, str], decoded: dict[str, Any]) -> dict[str, Any]:
+    """``decoded`` (milvus-lite's reading of ``pairs``) with the flat build parameters of
+    ``pairs`` added to its ``params``; a JSON ``params`` entry, when sent, wins."""
+    flat = {key: _json_or_text(value) for key, value in pairs.items() if key in INDEX_BUILD_PARAMS}
+    if not flat:
+        return decoded
+    return {**decoded, "params": {**flat, **decoded.get("params", {})}}
+
+
+def _json_or_text(value: str) -> Any:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+def install_flat_index_params() -> bool:
+    """Make milvus-lite's CreateIndex read flat parameters; False if its translator moved."""
+    try:
+        from milvus_lite.adapter.grpc import servicer
+    except ImportError:
+        log.warning("milvus-lite is not installed: index parameters left as it reads them")
+        return False
+    translate = getattr(servicer, "kv_pairs_to_index_params_dict", None)
+    if translate is None:
+        log.warning("unknown milvus-lite internals: index parameters left as it reads them")
+        return False
+    if getattr(translate, _INSTALLED_MARK, False):
+        return True
+
+    def translate_with_flat_params(extra_params: Iterable[Any]) -> dict[str, Any]:
+        pairs = list(extra_params)
+        decoded = translate(pairs)
+        return folded_index_params({p.key: p.value for p in pairs}, decoded)
+
+    setattr(translate_with_flat_params, _INSTALLED_MARK, True)
+    servicer.kv_pairs_to_index_params_dict = translate_with_flat_params
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     # milvus-lite logs warnings and worse; this module says whether the change took
     logging.basicConfig(
@@ -246,6 +295,8 @@ def main(argv: list[str] | None = None) -> int:
     log.setLevel(logging.INFO)
     if install_collection_wide_bm25():
         log.info("BM25 scored with collection-wide statistics")
+    if install_flat_index_params():
+        log.info("index parameters read as pymilvus sends them")
     from milvus_lite.cmdline import main as milvus_lite_main
 
     return milvus_lite_main(argv)

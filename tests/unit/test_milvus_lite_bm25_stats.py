@@ -1,4 +1,5 @@
-"""BM25 over several milvus-lite segments scores like BM25 over one (deploy.milvus_lite_server).
+"""deploy.milvus_lite_server: BM25 over several segments scores like BM25 over one, and index
+parameters sent flat reach the index builders.
 
 The segment indexes here are milvus-lite's own ``SparseInvertedIndex``; only the statistics they
 are scored with come from ``collection_stats``.
@@ -14,7 +15,12 @@ import numpy as np
 import pytest
 from milvus_lite.index.sparse_inverted import SparseInvertedIndex
 
-from deploy.milvus_lite_server import CollectionStats, bm25_search, collection_stats
+from deploy.milvus_lite_server import (
+    CollectionStats,
+    bm25_search,
+    collection_stats,
+    folded_index_params,
+)
 
 K1, B = 1.2, 0.75
 
@@ -106,3 +112,25 @@ def test_filtered_rows_are_not_returned_but_still_counted() -> None:
 def test_an_empty_collection_finds_nothing() -> None:
     ids, distances = bm25_search(_index([]), [{1: 1.0}], 3, CollectionStats(0, 0.0))
     assert (ids == -1).all() and np.isinf(distances).all()
+
+
+def test_flat_index_parameters_are_folded_into_params() -> None:
+    pairs = {"index_type": "HNSW", "metric_type": "COSINE", "M": "16", "efConstruction": "200"}
+    decoded = {"index_type": "HNSW", "metric_type": "COSINE", "params": {}, "search_params": {}}
+    folded = folded_index_params(pairs, decoded)
+    assert folded["params"] == {"M": 16, "efConstruction": 200}
+    assert {k: v for k, v in folded.items() if k != "params"} == {
+        k: v for k, v in decoded.items() if k != "params"
+    }
+
+
+def test_a_json_params_entry_wins_and_unknown_keys_are_left_out() -> None:
+    pairs = {"bm25_k1": "1.2", "inverted_index_algo": "DAAT_MAXSCORE", "mmap.enabled": "true"}
+    decoded = {"index_type": "SPARSE_INVERTED_INDEX", "params": {"bm25_k1": 2.0}}
+    folded = folded_index_params(pairs, decoded)["params"]
+    assert folded == {"bm25_k1": 2.0, "inverted_index_algo": "DAAT_MAXSCORE"}
+
+
+def test_nothing_flat_leaves_the_reading_alone() -> None:
+    decoded = {"index_type": "HNSW", "params": {}}
+    assert folded_index_params({"index_type": "HNSW"}, decoded) is decoded
