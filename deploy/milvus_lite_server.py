@@ -57,7 +57,7 @@ class CollectionStats:
 _CURRENT_STATS: contextvars.ContextVar[CollectionStats | None] = contextvars.ContextVar(
     "docqa_bm25_collection_stats", default=None
 )
-_INSTALLED_MARK = "_docqa_collection_wide_bm25"
+_INSTALLED_MARK = "_docqa_patched"  # set on what has been patched, so a second install is a no-op
 
 
 def collection_stats(
@@ -201,8 +201,6 @@ def _scored_with_current_stats(search: Callable[..., Any]) -> Callable[..., Any]
 def _gather_stats(
     collection: Any, query_vectors: list[Any], vector_field: str, partitions: list[str] | None
 ) -> CollectionStats:
-    from milvus_lite.analyzer.sparse import bytes_to_sparse
-
     queries = collection._prepare_sparse_queries(query_vectors, vector_field)
     segments, _ = collection._read_snapshot()
     wanted = set(partitions) if partitions else None
@@ -214,16 +212,14 @@ def _gather_stats(
         and len(segment.table)
     ]
     growing = [
-        bytes_to_sparse(raw) if isinstance(raw, bytes) else (raw or {})
+        _as_sparse(record.get(vector_field))
         for _, _, record in collection._memtable.active_record_snapshots(partition_names=partitions)
-        for raw in (record.get(vector_field),)
     ]
     return collection_stats(indexes, growing, (term for query in queries for term in query))
 
 
 def _segment_index(collection: Any, segment: Any, vector_field: str) -> Any:
     """The segment's cached BM25 index, built and cached the way ``_search_sparse`` does."""
-    from milvus_lite.analyzer.sparse import bytes_to_sparse
     from milvus_lite.index.sparse_factory import create_sparse_index, sparse_index_matches
 
     spec = collection._index_specs.get(vector_field)
@@ -231,14 +227,18 @@ def _segment_index(collection: Any, segment: Any, vector_field: str) -> Any:
     cached = segment.sparse_indexes.get(vector_field)
     if sparse_index_matches(cached, "BM25", params):
         return cached
-    vectors = [
-        bytes_to_sparse(row) if isinstance(row, bytes) else (row or {})
-        for row in segment.table.column(vector_field).to_pylist()
-    ]
+    vectors = [_as_sparse(row) for row in segment.table.column(vector_field).to_pylist()]
     index = create_sparse_index("BM25", params)
     index.build(vectors)
     segment.sparse_indexes[vector_field] = index
     return index
+
+
+def _as_sparse(stored: Any) -> Mapping[int, float]:
+    """A stored sparse vector (milvus-lite keeps serialized bytes or a dict) as term → weight."""
+    from milvus_lite.analyzer.sparse import bytes_to_sparse
+
+    return bytes_to_sparse(stored) if isinstance(stored, bytes) else (stored or {})
 
 
 # Build parameters of the index types milvus-lite implements (index/*.py), as pymilvus sends them.

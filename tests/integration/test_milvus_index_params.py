@@ -7,34 +7,17 @@ is checked against BM25 written out here with ``schema.BM25_K1`` and ``schema.BM
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections import Counter
 
 from indexing import schema
 from services.common.clients import build_milvus_sync
 from services.common.settings import MilvusSettings
+from tests.bm25_reference import textbook_bm25
 from tests.conftest import Servers
 
 ROWS = ("grind grind grind burr", "grind water kettle scale filter milk", "burr burr water")
 QUERY = "grind burr"
-
-
-def _textbook_bm25(documents: list[list[str]], query: list[str]) -> list[float]:
-    k1, b = schema.BM25_K1, schema.BM25_B
-    n = len(documents)
-    avgdl = sum(len(d) for d in documents) / n
-    scores = []
-    for document in documents:
-        tf = Counter(document)
-        score = 0.0
-        for term in query:
-            df = sum(1 for d in documents if term in d)
-            idf = math.log((n - df + 0.5) / (df + 0.5) + 1)
-            norm = tf[term] + k1 * (1 - b + b * len(document) / avgdl)
-            score += idf * tf[term] * (k1 + 1) / norm if tf[term] else 0.0
-        scores.append(score)
-    return scores
 
 
 def test_bm25_is_scored_with_the_schema_parameters(data_servers: Servers) -> None:
@@ -60,7 +43,8 @@ def test_bm25_is_scored_with_the_schema_parameters(data_servers: Servers) -> Non
             limit=3, output_fields=[schema.CHUNK_ID],
         )[0]  # fmt: skip
         scores = {int(hit["entity"][schema.CHUNK_ID]): abs(hit["distance"]) for hit in hits}
-        expected = _textbook_bm25([text.split() for text in ROWS], QUERY.split())
+        corpus = [Counter(text.split()) for text in ROWS]
+        expected = textbook_bm25(corpus, Counter(QUERY.split()), k1=schema.BM25_K1, b=schema.BM25_B)
         assert [round(scores.get(i, 0.0), 4) for i in range(3)] == [round(s, 4) for s in expected]
     finally:
         client.drop_collection(name)

@@ -7,7 +7,6 @@ are scored with come from ``collection_stats``.
 
 from __future__ import annotations
 
-import math
 import random
 from collections import Counter
 
@@ -21,6 +20,7 @@ from deploy.milvus_lite_server import (
     collection_stats,
     folded_index_params,
 )
+from tests.bm25_reference import textbook_bm25
 
 K1, B = 1.2, 0.75
 
@@ -40,21 +40,7 @@ def _index(vectors: list[dict[int, float]]) -> SparseInvertedIndex:
 
 
 def _reference_scores(corpus: list[dict[int, float]], query: dict[int, float]) -> list[float]:
-    """Textbook BM25 over the whole corpus, written out independently of both implementations."""
-    n = len(corpus)
-    avgdl = sum(sum(doc.values()) for doc in corpus) / n
-    scores = []
-    for doc in corpus:
-        dl = sum(doc.values())
-        score = 0.0
-        for term, weight in query.items():
-            if term in doc:
-                df = sum(1 for other in corpus if term in other)
-                idf = math.log((n - df + 0.5) / (df + 0.5) + 1)
-                tf = doc[term]
-                score += weight * idf * tf * (K1 + 1) / (tf + K1 * (1 - B + B * dl / avgdl))
-        scores.append(score)
-    return scores
+    return textbook_bm25(corpus, query, k1=K1, b=B)
 
 
 def _split_scores(parts: list[list[dict[int, float]]], query: dict[int, float]) -> list[float]:
