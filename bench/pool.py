@@ -56,7 +56,7 @@ from bench._common import (
     write_results,
 )
 from deploy import processes, stack
-from indexing.errors import DependencyUnavailable, RateLimited
+from docqa_core.errors import DependencyUnavailable, RateLimited
 from query_engine.llm.breaker import BreakerConfig
 from query_engine.llm.endpoints import StaticDiscovery
 from query_engine.llm.policy import POLICIES, PolicyName

@@ -217,7 +217,7 @@ class Collected:
 
 
 async def collect(sets: Sequence[EvalSet], runtime_dir: Path) -> Collected:
-    from indexing.analysis import detect_language
+    from docqa_core.scripts import detect_language
     from query_engine.retrieval import HybridRetriever, fuse
     from services.common.clients import build_data_clients, build_pipeline, warm_up_models
     from services.common.settings import IndexingSettings, QuerySettings

@@ -37,21 +37,20 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from decimal import Decimal, InvalidOperation
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
+
+from docqa_core.scripts import has_hangul
 
 if TYPE_CHECKING:
     from kiwipiepy import Kiwi, Token
 
 __all__ = [
-    "Language",
     "analyze",
     "analyze_many",
-    "detect_language",
     "extract_korean_proper_nouns",
     "warm_up",
 ]
 
-Language = Literal["ko", "en", "other"]
 
 # Kiwi tags whose morpheme is emitted as is. Irregular stems carry a suffix (VV-I, VA-R); it is
 # stripped before the lookup.
@@ -90,9 +89,6 @@ _ENGLISH_STOPWORDS = frozenset(
     """.split()
 )
 
-_HANGUL_RE = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
-_LATIN_LETTER_RE = re.compile(r"[A-Za-z\u00c0-\u024f]")
-_ADDRESS_RE = re.compile(r"(?:https?://|www\.)\S+|[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 # A number with its separators ("1,000", "3.14", "1.2.3"), or a run of letters of any script.
 _PLAIN_TOKEN_RE = re.compile(r"\d+(?:[.,]\d+)*|[^\W\d_]+")
 _THOUSANDS_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
@@ -132,14 +128,10 @@ def _prepare(text: str) -> str:
     return text.translate(_FULLWIDTH)
 
 
-def _has_hangul(text: str) -> bool:
-    return _HANGUL_RE.search(text) is not None
-
-
 def analyze(text: str) -> str:
     """Return the space-joined BM25 terms of ``text`` (a document chunk or a query)."""
     text = _prepare(text)
-    if not _has_hangul(text):
+    if not has_hangul(text):
         return " ".join(_plain_terms(text))
     return " ".join(_korean_terms(_get_kiwi().tokenize(text)))
 
@@ -148,7 +140,7 @@ def analyze_many(texts: Sequence[str]) -> list[str]:
     """:func:`analyze` for many texts; Korean ones go to Kiwi in one batch on its thread pool."""
     prepared = [_prepare(text) for text in texts]
     results = [" ".join(_plain_terms(text)) for text in prepared]
-    korean = [i for i, text in enumerate(prepared) if _has_hangul(text)]
+    korean = [i for i, text in enumerate(prepared) if has_hangul(text)]
     if korean:
         batches = _get_kiwi().tokenize([prepared[i] for i in korean])
         for i, tokens in zip(korean, batches, strict=True):
@@ -166,7 +158,7 @@ def _korean_terms(analyzed: Iterable[Token]) -> Iterator[str]:
         elif _is_content(token, previous):
             # A multi-word dictionary entry ("자연어 처리") holds a space; keep word runs only.
             yield from (word.lower() for word in _WORD_RE.findall(token.form))
-            if tag == "NNP" and len(token.form) >= 3 and _has_hangul(token.form):
+            if tag == "NNP" and len(token.form) >= 3 and has_hangul(token.form):
                 yield from _proper_noun_parts(token.form)
         previous = token
     yield from _korean_amounts(tokens)
@@ -279,33 +271,9 @@ def _number_term(token: str) -> str:
     return "_".join(_DIGITS_RE.findall(token))
 
 
-def detect_language(text: str) -> Language:
-    """Tell whether ``text`` is Korean, English or something else, to answer in its language.
-
-    Counted per word, not per letter: a Korean sentence is full of Latin terms ("LLM의
-    Fine-Tuning과 RLHF를") that outnumber its Hangul letters, but Korean particles attach to
-    them, so the word is Korean. A word is Korean if it holds Hangul, English if it holds a
-    Latin letter, other if it holds another script's letter; ties go to Korean, then English.
-    URLs and e-mail addresses are not counted.
-    """
-    counts = {"ko": 0, "en": 0, "other": 0}
-    for word in _WORD_RE.findall(_ADDRESS_RE.sub(" ", text)):
-        if _has_hangul(word):
-            counts["ko"] += 1
-        elif _LATIN_LETTER_RE.search(word):
-            counts["en"] += 1
-        elif any(ch.isalpha() for ch in word):
-            counts["other"] += 1
-    if counts["ko"] and counts["ko"] >= max(counts["en"], counts["other"]):
-        return "ko"
-    if counts["en"] and counts["en"] >= counts["other"]:
-        return "en"
-    return "other"
-
-
 def extract_korean_proper_nouns(text: str) -> list[str]:
     """Korean proper nouns (Kiwi tag NNP) as they appear in ``text``, once each, in order."""
-    if not _has_hangul(text):
+    if not has_hangul(text):
         return []
     seen: dict[str, None] = {}
     for token in _get_kiwi().tokenize(_prepare(text)):  # _prepare keeps offsets

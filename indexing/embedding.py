@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import numpy.typing as npt
 
-from indexing.errors import DependencyUnavailable, InvalidRequest
+from docqa_core.errors import DependencyUnavailable, InvalidRequest
 
 Vectors = npt.NDArray[np.float32]
 

@@ -22,14 +22,11 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from docqa_core.redis_keys import generations_key
 from indexing import schema
 from indexing.store import Hit
 
 log = logging.getLogger(__name__)
-
-
-def generations_key(prefix: str, collection: str) -> str:
-    return f"{prefix}:generation:{collection}"
 
 
 class GenerationLog:

@@ -11,13 +11,7 @@ from __future__ import annotations
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
-
-def version_key(prefix: str, collection: str) -> str:
-    return f"{prefix}:index_version:{collection}"
-
-
-def versions_channel(prefix: str) -> str:
-    return f"{prefix}:version_bumps"
+from docqa_core.redis_keys import faq_entries_key, faq_version_key, version_key, versions_channel
 
 
 def queue_bump(pipe: Pipeline, prefix: str, key: str) -> None:
@@ -36,18 +30,9 @@ async def bump_version(redis: Redis, prefix: str, collection: str) -> int:
     return int(version)
 
 
-def faq_entries_key(prefix: str, collection: str) -> str:
-    """The collection's curated FAQ (``query_engine.faq``): part of the collection, so deleting
-    the collection deletes it too (:func:`drop_faq`)."""
-    return f"{prefix}:faq:{collection}"
-
-
-def faq_version_key(prefix: str, collection: str) -> str:
-    return f"{prefix}:faq_version:{collection}"
-
-
 async def drop_faq(redis: Redis, prefix: str, collection: str) -> int:
-    """Delete the collection's FAQ entries; returns how many there were."""
+    """Delete the collection's FAQ entries (part of the collection: deleting the collection
+    deletes them too); returns how many there were."""
     version = faq_version_key(prefix, collection)
     async with redis.pipeline(transaction=True) as pipe:
         pipe.hlen(faq_entries_key(prefix, collection))

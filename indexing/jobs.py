@@ -49,7 +49,7 @@ from typing import Any, Literal
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from indexing.errors import DocqaError, JobNotFound
+from docqa_core.errors import DocqaError, JobNotFound
 from indexing.pipeline import DocumentOutcome, IngestionPipeline, SourceDocument
 
 log = logging.getLogger(__name__)

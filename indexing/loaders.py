@@ -34,9 +34,9 @@ from collections.abc import Callable
 from html.parser import HTMLParser
 from typing import Any, get_args
 
+from docqa_core.errors import InvalidRequest, UnsupportedMediaType
 from indexing import schema
 from indexing.chunking import ChunkKind
-from indexing.errors import InvalidRequest, UnsupportedMediaType
 from indexing.pipeline import SourceDocument
 
 __all__ = [

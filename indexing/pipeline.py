@@ -26,11 +26,11 @@ from pymilvus import MilvusException
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from docqa_core.errors import DocqaError, InvalidRequest
 from indexing import schema
 from indexing.analysis import analyze_many
 from indexing.chunking import Chunk, ChunkKind, chunk_text
 from indexing.embedding import Embedder
-from indexing.errors import DocqaError, InvalidRequest
 from indexing.generations import GenerationLog
 from indexing.index_version import bump_version, drop_faq
 from indexing.store import ChunkStore, StoredChunk

@@ -13,7 +13,7 @@ from typing import Any, Final
 from pymilvus import DataType, Function, FunctionType, MilvusClient
 from pymilvus.milvus_client.index import IndexParams
 
-from indexing.errors import InvalidRequest
+from docqa_core.errors import InvalidRequest
 
 COLLECTION_PREFIX: Final = "kb_"
 MAX_COLLECTION_NAME: Final = 64

@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 from pymilvus import AsyncMilvusClient, MilvusClient, MilvusException
 
+from docqa_core.errors import CollectionNotFound, DependencyUnavailable, InvalidRequest
 from indexing import schema
-from indexing.errors import CollectionNotFound, DependencyUnavailable, InvalidRequest
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

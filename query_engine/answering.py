@@ -18,7 +18,7 @@ from llama_index.core.base.response.schema import Response
 from llama_index.core.llms import LLM
 from llama_index.core.schema import NodeWithScore
 
-from indexing.errors import DependencyUnavailable, DocqaError
+from docqa_core.errors import DependencyUnavailable, DocqaError
 from query_engine.cache import AnswerCache, AnswerKeyParts, CachedAnswer
 from query_engine.engine import DocqaQueryEngine, PreparedQuery
 from query_engine.memory import SessionStore, Turn, condense_question, history_messages

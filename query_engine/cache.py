@@ -27,8 +27,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from docqa_core.redis_keys import answer_key_stem, query_embedding_prefix, version_key
 from indexing.embedding import Embedder, Vectors
-from indexing.index_version import version_key
 from query_engine.versions import VersionWatcher
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class AnswerCache:
         otherwise one, a script reading the version and the entry together. The key is None
         when Redis is unavailable."""
         digest = parts.digest()
-        stem = f"{self._prefix}:answer:{parts.collection}:v"
+        stem = answer_key_stem(self._prefix, parts.collection)
         version_name = version_key(self._prefix, parts.collection)
         if self._versions is not None:
             known = self._versions.known(version_name)
@@ -310,7 +310,7 @@ class CachedQueryEmbedder:
     ) -> None:
         self._inner = inner
         self._redis = redis
-        self._key_prefix = f"{prefix}:qemb:{model}:{inner.dim}:"
+        self._key_prefix = query_embedding_prefix(prefix, model, inner.dim)
         self._ttl_s = ttl_s
         self._local: OrderedDict[str, Vectors] = OrderedDict()
         self._local_entries = local_entries

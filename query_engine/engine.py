@@ -10,7 +10,6 @@ streaming path shares the same steps through :meth:`DocqaQueryEngine.prepare` an
 from __future__ import annotations
 
 import asyncio
-import re
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
@@ -22,7 +21,8 @@ from llama_index.core.llms import LLM, ChatMessage
 from llama_index.core.query_engine import CustomQueryEngine
 from llama_index.core.schema import NodeWithScore, QueryBundle
 
-from indexing.analysis import detect_language
+from docqa_core.citations import all_cited
+from docqa_core.scripts import detect_language
 from query_engine.grounding import GroundingPolicy, apply_policy, check_grounding
 from query_engine.prompts import (
     ANSWER_STOP_SEQUENCES,
@@ -33,8 +33,6 @@ from query_engine.prompts import (
     pack_sources,
 )
 from query_engine.retrieval import HybridRetriever
-
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
 @dataclass(frozen=True)
@@ -125,7 +123,7 @@ class DocqaQueryEngine(CustomQueryEngine):
             "language": prepared.language,
             "not_found": prepared.not_found,
             "grounding": grounding.to_dict(),
-            "cited": sorted(cited_numbers(final) & set(sources)),
+            "cited": sorted(all_cited(final) & set(sources)),
             "timings_ms": {k: round(v, 2) for k, v in prepared.timings_ms.items()},
         }
         return Response(response=final, source_nodes=prepared.nodes, metadata=metadata)
@@ -136,13 +134,6 @@ def grounding_text(node: NodeWithScore) -> str:
     metadata = node.node.metadata
     header = f"{metadata.get('title') or ''}\n{metadata.get('section') or ''}"
     return f"{header}\n{node.node.get_content()}"
-
-
-def cited_numbers(answer: str) -> set[int]:
-    numbers: set[int] = set()
-    for match in _CITATION.finditer(answer):
-        numbers.update(int(part) for part in match.group(1).split(","))
-    return numbers
 
 
 def _prompt_source(n: int, node: NodeWithScore) -> PromptSource:

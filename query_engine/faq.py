@@ -37,15 +37,16 @@ import numpy as np
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from indexing.embedding import Embedder, Vectors
-from indexing.errors import (
+from docqa_core.errors import (
     Conflict,
     DependencyUnavailable,
     InvalidRequest,
     NotFound,
     PayloadTooLarge,
 )
-from indexing.index_version import drop_faq, faq_entries_key, faq_version_key, queue_bump
+from docqa_core.redis_keys import faq_entries_key, faq_version_key
+from indexing.embedding import Embedder, Vectors
+from indexing.index_version import drop_faq, queue_bump
 from indexing.schema import validate_collection_name
 from query_engine.cache import REDIS_ERRORS, SingleFlight, normalize_question, warn_throttled
 from query_engine.versions import VersionWatcher

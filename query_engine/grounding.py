@@ -45,6 +45,8 @@ from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Literal
 
+from docqa_core.citations import CITATION_MARKER_RE, cited_numbers
+from docqa_core.scripts import has_hangul, main_script
 from indexing.analysis import extract_korean_proper_nouns
 
 __all__ = [
@@ -105,7 +107,6 @@ class GroundingResult:
 # folded text are offsets into the original.
 _FULLWIDTH = {code: code - 0xFEE0 for code in range(0xFF01, 0xFF5F)} | {0x3000: 0x20}
 _FULLWIDTH_RE = re.compile("[\uff01-\uff5e\u3000]")
-_HANGUL_RE = re.compile(r"[\uac00-\ud7a3]")
 _WHITESPACE_RE = re.compile(r"\s+")
 
 _Span = tuple[int, int]
@@ -128,33 +129,9 @@ def _mask(text: str, spans: Iterable[_Span], fill: str = " ") -> str:
     return "".join(parts)
 
 
-def _has_hangul(text: str) -> bool:
-    return _HANGUL_RE.search(text) is not None
-
-
-_HANGUL_WORD_RE = re.compile(r"[\uac00-\ud7a3]+")
-_LATIN_WORD_RE = re.compile(r"[A-Za-z]+")
-
-
-def _main_script(text: str) -> str:
-    """ "ko" or "en" by which script has more words ("other" if neither has any).
-
-    The same rule as indexing.analysis.detect_language, on runs of one script only, at a
-    fifth of its cost (it runs once per source).
-    """
-    korean = len(_HANGUL_WORD_RE.findall(text))
-    latin = len(_LATIN_WORD_RE.findall(text))
-    if korean and korean >= latin:
-        return "ko"
-    return "en" if latin else "other"
-
-
 # ---------------------------------------------------------------------------------------------
 # Citation markers
 
-# [1], [1, 2], [1,2], [1-3]. Up to three digits: "[2024]" is a year in brackets, not a citation.
-_CITATION_RE = re.compile(r"\[[ \t]*[0-9]{1,3}(?:[ \t]*[,，\-–~][ \t]*[0-9]{1,3})*[ \t]*\]")
-_CITATION_PART_RE = re.compile(r"([0-9]+)(?:[ \t]*[\-–~][ \t]*([0-9]+))?")
 _CITATION_FILL = "¦"
 # "Document 2", "Source 1", "문서 1", "출처 2": the model naming a source in words. Its number is
 # about the retrieval, not a fact of the source, so it is not a claim (nor a citation: "문서 3개"
@@ -163,25 +140,6 @@ _SOURCE_REF_RE = re.compile(
     r"(?<![A-Za-z])(?:[Dd]ocuments?|[Ss]ources?|[Cc]ontext|[Pp]assages?|문서|자료|출처)"
     r"[ \t]*(?:#|No\.)?[ \t]*[0-9]{1,3}(?![0-9]|[.,][0-9])"
 )
-_MAX_CITATION_RANGE = 50  # "[1-999]" must not expand into a thousand lookups
-
-
-def _cited_numbers(sentence: str) -> frozenset[int] | None:
-    """The source numbers a sentence cites, or None when it has no citation marker."""
-    cited: set[int] = set()
-    found = False
-    for marker in _CITATION_RE.finditer(sentence):
-        found = True
-        for part in _CITATION_PART_RE.finditer(marker.group()):
-            first = int(part.group(1))
-            last = int(part.group(2)) if part.group(2) else first
-            if first <= last <= first + _MAX_CITATION_RANGE:
-                cited.update(range(first, last + 1))
-            else:
-                cited.update((first, last))
-    return frozenset(cited) if found else None
-
-
 # ---------------------------------------------------------------------------------------------
 # Sentence splitting
 
@@ -758,7 +716,7 @@ def _prepare_sentence(sentence: str) -> str:
     if prefix and prefix.end():
         text = _mask(text, [(0, prefix.end())])
     # A symbol, not a space: "PubMed [63] MIMIC" must not read as one name.
-    spans = [m.span() for m in _CITATION_RE.finditer(text)]
+    spans = [m.span() for m in CITATION_MARKER_RE.finditer(text)]
     spans += [m.span() for m in _SOURCE_REF_RE.finditer(_mask(text, spans))]
     return _mask(text, spans, fill=_CITATION_FILL)
 
@@ -784,7 +742,7 @@ def _name_claims(text: str) -> list[_Found]:
         _Found(start, end, "name", _english_name_key(text[start:end]))
         for start, end in _english_names(text)
     ]
-    if _has_hangul(text):
+    if has_hangul(text):
         found += _korean_name_claims(text)
     return found
 
@@ -794,7 +752,7 @@ def _korean_name_claims(text: str) -> list[_Found]:
     cursor = 0
     for noun in extract_korean_proper_nouns(text):
         # One-syllable NNPs (e.g. a lone surname) are too ambiguous to check.
-        if len(noun.strip()) < 2 or not _has_hangul(noun) or noun in _KOREAN_GENERIC_NOUNS:
+        if len(noun.strip()) < 2 or not has_hangul(noun) or noun in _KOREAN_GENERIC_NOUNS:
             continue
         start = text.find(noun, cursor)
         start = start if start >= 0 else text.find(noun)
@@ -857,7 +815,7 @@ def _source_facts(source: str) -> _SourceFacts:
         laws=frozenset(laws),
         spaced=" ".join(lowered.split()),
         compact="".join(lowered.split()),
-        language=_main_script(text),
+        language=main_script(text),
     )
 
 
@@ -917,7 +875,7 @@ def _contains_word(haystack: str, needle: str) -> bool:
 
 
 def _name_supported(key: str, facts: _SourceFacts) -> bool:
-    if _has_hangul(key):
+    if has_hangul(key):
         return key in facts.compact
     if _contains_word(facts.spaced, key):
         return True
@@ -944,7 +902,7 @@ def _verdict(claim: Claim, pool: list[_SourceFacts]) -> bool | None:
     if claim.kind == "name" and pool:
         # A name is only checkable in its own script: an English answer over a Korean document
         # translates "근로기준법" to "Labor Standards Act", which no string match can confirm.
-        script = "ko" if _has_hangul(claim.normalized) else "en"
+        script = "ko" if has_hangul(claim.normalized) else "en"
         if all(facts.language != script for facts in pool):
             return None
     return False
@@ -955,7 +913,7 @@ def _verdict(claim: Claim, pool: list[_SourceFacts]) -> bool | None:
 
 
 def _source_pool(sentence: str, indexed: Mapping[int, _SourceFacts]) -> list[_SourceFacts]:
-    cited = _cited_numbers(sentence)
+    cited = cited_numbers(sentence)
     if cited is None:
         return list(indexed.values())
     # Unknown numbers are ignored; citing only unknown numbers leaves nothing to support a claim.

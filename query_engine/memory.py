@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from llama_index.core.llms import LLM, ChatMessage, MessageRole
 from redis.asyncio import Redis
 
+from docqa_core.redis_keys import session_key
 from query_engine.cache import REDIS_ERRORS
 from query_engine.prompts import CONDENSE_PROMPT, estimate_llm_tokens
 
@@ -51,7 +52,7 @@ class SessionStore:
         self._max_turns = max_turns
 
     def _key(self, owner: str, session_id: str) -> str:
-        return f"{self._prefix}:session:{owner}:{session_id}"
+        return session_key(self._prefix, owner, session_id)
 
     async def history(self, owner: str, session_id: str) -> list[Turn]:
         """The most recent turns that fit the token budget, oldest first."""

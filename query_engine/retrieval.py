@@ -20,10 +20,10 @@ from typing import Any, Literal
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
+from docqa_core.errors import InvalidRequest
 from indexing import schema
 from indexing.analysis import analyze
 from indexing.embedding import Embedder
-from indexing.errors import InvalidRequest
 from indexing.generations import CurrentGenerationFilter
 from indexing.store import ChunkStore, Hit, quote
 

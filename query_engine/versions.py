@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from indexing.index_version import versions_channel
+from docqa_core.redis_keys import versions_channel
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from docqa_core.errors import DocqaError
 from indexing import schema
-from indexing.errors import DocqaError
 from indexing.loaders import load_documents
 from indexing.pipeline import DocumentOutcome, IngestionPipeline, SourceDocument
 from services.common.clients import build_data_clients, build_pipeline, warm_up_models

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
-from indexing.errors import DocqaError
+from docqa_core.errors import DocqaError
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 

@@ -6,10 +6,10 @@ bounded wait queue and one shared httpx client. A request:
 
 1. is admitted: the policy (``policy.py``) picks an endpoint that serves the requested model and
    has room; when none has room it waits in the queue, and when the queue is full (or the wait
-   too long) it is refused with :class:`~indexing.errors.RateLimited` (HTTP 429 + Retry-After);
+   too long) it is refused with :class:`~docqa_core.errors.RateLimited` (HTTP 429 + Retry-After);
 2. runs on that endpoint; a failure that is the server's fault is retried on *another* endpoint
    (``failover.py``): a non-streamed request until it completes, a streamed one until its first
-   token; after that the caller gets :class:`~indexing.errors.DependencyUnavailable`;
+   token; after that the caller gets :class:`~docqa_core.errors.DependencyUnavailable`;
 3. releases its slot, feeding the endpoint's circuit breaker, and wakes the next waiter.
 
 Everything runs on one event loop; the slot bookkeeping is synchronous, so it cannot race.
@@ -29,7 +29,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 import httpx
 import orjson
 
-from indexing.errors import DependencyUnavailable, RateLimited
+from docqa_core.errors import DependencyUnavailable, RateLimited
 from query_engine.llm import metrics
 from query_engine.llm.admission import QueueFull, QueueTimeout, WaitQueue
 from query_engine.llm.breaker import BreakerConfig, CircuitBreaker

@@ -14,7 +14,7 @@ from enum import StrEnum
 from fastapi import Request
 from pydantic import SecretStr
 
-from indexing.errors import DocqaError
+from docqa_core.errors import DocqaError
 
 
 class Scope(StrEnum):

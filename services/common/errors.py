@@ -15,7 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from indexing.errors import DependencyUnavailable, DocqaError, RateLimited
+from docqa_core.errors import DependencyUnavailable, DocqaError, RateLimited
 from services.common.logging import request_id_var
 
 log = logging.getLogger(__name__)

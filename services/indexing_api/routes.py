@@ -9,9 +9,14 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
+from docqa_core.errors import (
+    DocumentNotFound,
+    InvalidRequest,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+)
 from indexing import schema
 from indexing.chunking import ChunkKind
-from indexing.errors import DocumentNotFound, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
 from indexing.loaders import load_documents
 from indexing.pipeline import SourceDocument
 from services.common.auth import Scope, require_scope

@@ -1,7 +1,7 @@
 """FAQ admin API: curated question → answer entries per collection (admin keys only).
 
 The routes only translate HTTP to :class:`query_engine.faq.FaqStore`, which validates and raises
-the errors of ``indexing.errors`` (so every refusal arrives in the one error envelope).
+the errors of ``docqa_core.errors`` (so every refusal arrives in the one error envelope).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from indexing.errors import DocqaError
+from docqa_core.errors import DocqaError
 from query_engine.answering import Answerer, AnswerRequest, CachedHit
 from services.common.auth import KeyRing, bearer_token
 from services.common.auth import Scope as KeyScope

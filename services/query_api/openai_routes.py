@@ -21,7 +21,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from indexing.errors import DocqaError, InvalidRequest
+from docqa_core.errors import DocqaError, InvalidRequest
 from query_engine.answering import AnswerRequest, AnswerStream, CachedHit
 from query_engine.memory import Turn
 from services.common.auth import Scope, require_scope

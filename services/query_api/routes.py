@@ -12,8 +12,8 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from llama_index.core.schema import QueryBundle
 
+from docqa_core.errors import DependencyUnavailable, DocqaError, InvalidRequest, NotFound
 from indexing import schema
-from indexing.errors import DependencyUnavailable, DocqaError, InvalidRequest, NotFound
 from query_engine.answering import (
     Answerer,
     AnswerRequest,

@@ -12,7 +12,8 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 from redis.asyncio import Redis
 
-from indexing.index_version import bump_version, version_key
+from docqa_core.redis_keys import version_key
+from indexing.index_version import bump_version
 from query_engine.cache import AnswerCache, AnswerKeyParts
 from query_engine.versions import VersionWatcher
 from tests.conftest import Servers

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from docqa_core.scripts import detect_language
 from indexing import analysis
 from indexing.analysis import (
     analyze,
     analyze_many,
-    detect_language,
     extract_korean_proper_nouns,
 )
 

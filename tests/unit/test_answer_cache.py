@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from redis.asyncio import Redis
 
-from indexing.errors import InvalidRequest
+from docqa_core.errors import InvalidRequest
 from query_engine.cache import (
     AnswerCache,
     AnswerKeyParts,

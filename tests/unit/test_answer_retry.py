@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from indexing.errors import DependencyUnavailable
+from docqa_core.errors import DependencyUnavailable
 from query_engine.answering import _whole_answer
 
 

@@ -20,7 +20,7 @@ from fastapi import APIRouter, FastAPI
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import BaseModel, SecretStr
 
-from indexing.errors import (
+from docqa_core.errors import (
     CollectionNotFound,
     Conflict,
     DependencyUnavailable,

@@ -194,3 +194,17 @@ def test_vllm_cpu_image_runs_the_recipe() -> None:
     recipe = vllm_cpu.serve_env(Path("/tmp/.cache"))
     for name in ("VLLM_CPU_KVCACHE_SPACE", "HF_HUB_OFFLINE", "VLLM_NO_USAGE_STATS"):
         assert env[name] == recipe[name], name
+
+
+def test_the_image_copies_every_installed_package() -> None:
+    """pyproject's package list and the image's COPY lines agree: a package left out would
+    install fine and fail on the first import inside the container."""
+    import tomllib
+
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    packages = [
+        p.rstrip("*") for p in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]
+    ]
+    text = DOCKERFILE.read_text()
+    for package in packages:
+        assert f"COPY {package} ./{package}" in text, package

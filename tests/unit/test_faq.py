@@ -19,8 +19,8 @@ import pytest
 from redis.asyncio import Redis
 
 from deploy import processes
+from docqa_core.errors import Conflict, DependencyUnavailable, InvalidRequest, PayloadTooLarge
 from indexing.embedding import Vectors
-from indexing.errors import Conflict, DependencyUnavailable, InvalidRequest, PayloadTooLarge
 from query_engine.cache import normalize_question
 from query_engine.faq import (
     FaqConfig,

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from docqa_core.errors import InvalidRequest
 from indexing import schema
-from indexing.errors import InvalidRequest
 from indexing.generations import choose_generations, generations_of, one_generation_per_document
 from indexing.pipeline import MAX_METADATA_BYTES, SourceDocument, document_groups, validate_document
 from indexing.store import Hit

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from docqa_core.errors import InvalidRequest, UnsupportedMediaType
 from indexing.chunking import chunk_text
-from indexing.errors import InvalidRequest, UnsupportedMediaType
 from indexing.loaders import decode_text, load_documents, load_file
 from tests.fixtures.files import FILES, encrypt_pdf, make_docx, make_pdf
 

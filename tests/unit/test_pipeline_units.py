@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from docqa_core.errors import InvalidRequest, UnsupportedMediaType
 from indexing import schema
 from indexing.chunking import Chunk
-from indexing.errors import InvalidRequest, UnsupportedMediaType
 from indexing.jobs import final_state
 from indexing.loaders import decode_text, doc_id_for_file, load_file
 from indexing.pipeline import (

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from prometheus_client import REGISTRY
 
-from indexing.errors import DependencyUnavailable, RateLimited
+from docqa_core.errors import DependencyUnavailable, RateLimited
 from query_engine.llm.admission import QueueFull, QueueTimeout, WaitQueue
 from query_engine.llm.pool import Route
 from tests.unit._pool_fakes import FakeCluster, chat_body, fake_servers, started_pool, wait_for

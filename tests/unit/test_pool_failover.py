@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from indexing.errors import DependencyUnavailable
+from docqa_core.errors import DependencyUnavailable
 from query_engine.llm.failover import (
     EndpointFailure,
     FailureKind,

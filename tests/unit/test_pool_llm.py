@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from llama_index.core.llms import ChatMessage
 
-from indexing.errors import DependencyUnavailable
+from docqa_core.errors import DependencyUnavailable
 from query_engine.llm.pooled_llm import PooledLLM
 from services.common.llm_pool import build_pooled_llm
 from services.common.settings import LLMSettings

@@ -1,5 +1,4 @@
-"""Unit tests for query_engine.prompts (token estimate, source packing, messages) and for
-query_engine.engine.cited_numbers."""
+"""Unit tests for query_engine.prompts (token estimate, source packing, messages)."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ from collections.abc import Callable, Sequence
 import pytest
 from llama_index.core.llms import MessageRole
 
-from query_engine.engine import cited_numbers
 from query_engine.prompts import (
     NOT_FOUND_ANSWERS,
     SOURCE_SEPARATOR_TOKENS,
@@ -285,22 +283,3 @@ def test_packed_prompt_stays_within_budget_with_an_exact_counter() -> None:
 
     assert len(packed) == 3
     assert prompt_tokens(QUESTION, packed, characters) <= budget
-
-
-# --------------------------------------------------------------------------- cited_numbers
-
-
-@pytest.mark.parametrize(
-    ("answer", "numbers"),
-    [
-        ("일비는 25,000원입니다 [1], 숙박비는 실비 [2, 3] … 부칙 [10].", {1, 2, 3, 10}),
-        ("A [1,2] and B [2 , 4].", {1, 2, 4}),
-        ("Repeated [1] [1] [1].", {1}),
-        ("No citations here.", set()),
-        ("Not citations: [] [a] [1-3] [1.5] (1)", set()),
-        ("Years like 2024 and amounts like 25,000 are not citations.", set()),
-        ("Adjacent[7][8]", {7, 8}),
-    ],
-)
-def test_cited_numbers(answer: str, numbers: set[int]) -> None:
-    assert cited_numbers(answer) == numbers

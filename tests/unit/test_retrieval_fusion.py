@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from docqa_core.errors import InvalidRequest
 from indexing import schema
-from indexing.errors import InvalidRequest
 from indexing.store import Hit
 from query_engine.retrieval import (
     MAX_FILTER_VALUES,

@@ -1,0 +1,49 @@
+"""The Redis key layout both services agree on, all under one configurable prefix.
+
+Writers (indexing) and readers (query) must name the same keys; keeping every shared name here
+means a rename cannot leave one side reading a key the other no longer writes. Keys that embed
+an index version are never deleted by hand: a new version simply makes them unused.
+Ingestion jobs keep their own names in ``indexing.jobs`` (one hash-tagged family, used by the
+indexing side only).
+"""
+
+from __future__ import annotations
+
+
+def version_key(prefix: str, collection: str) -> str:
+    """The collection's index version: bumped on every committed change."""
+    return f"{prefix}:index_version:{collection}"
+
+
+def versions_channel(prefix: str) -> str:
+    """Pub/sub channel announcing every version bump (its message is the bumped key)."""
+    return f"{prefix}:version_bumps"
+
+
+def faq_entries_key(prefix: str, collection: str) -> str:
+    """Hash of the collection's curated FAQ entries (entry id → JSON)."""
+    return f"{prefix}:faq:{collection}"
+
+
+def faq_version_key(prefix: str, collection: str) -> str:
+    return f"{prefix}:faq_version:{collection}"
+
+
+def generations_key(prefix: str, collection: str) -> str:
+    """Hash of each document's current generation (content hash), for readers mid-replace."""
+    return f"{prefix}:generation:{collection}"
+
+
+def session_key(prefix: str, owner: str, session_id: str) -> str:
+    """A conversation's turns; ``owner`` is the fingerprint of the key that created it."""
+    return f"{prefix}:session:{owner}:{session_id}"
+
+
+def answer_key_stem(prefix: str, collection: str) -> str:
+    """Answer-cache keys are ``{stem}{index version}:{digest}``."""
+    return f"{prefix}:answer:{collection}:v"
+
+
+def query_embedding_prefix(prefix: str, model: str, dim: int) -> str:
+    """Query-embedding cache keys are this prefix followed by the question's digest."""
+    return f"{prefix}:qemb:{model}:{dim}:"
