@@ -1,0 +1,108 @@
+"""Choosing the loader for an upload: by file extension, checked against the content type.
+
+Every problem with a file's content is an :class:`InvalidRequest` naming the file; an
+unsupported type is an :class:`UnsupportedMediaType`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Callable
+
+from docqa_core.errors import InvalidRequest, UnsupportedMediaType
+from indexing.loaders.docx import _load_docx
+from indexing.loaders.jsonl import _load_json, _load_jsonl
+from indexing.loaders.pdf import _load_pdf
+from indexing.loaders.text import _load_html, _load_markdown, _load_text
+from indexing.pipeline import SourceDocument
+
+_FORMATS: dict[str, str] = {
+    ".txt": "text",
+    ".text": "text",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+_CONTENT_TYPES: dict[str, frozenset[str]] = {
+    "text": frozenset({"text/plain"}),
+    "markdown": frozenset({"text/markdown", "text/x-markdown", "text/plain"}),
+    "html": frozenset({"text/html", "application/xhtml+xml"}),
+    "pdf": frozenset({"application/pdf", "application/x-pdf"}),
+    "docx": frozenset({"application/vnd.openxmlformats-officedocument.wordprocessingml.document"}),
+    "json": frozenset({"application/json", "text/json", "text/plain"}),
+    "jsonl": frozenset(
+        {
+            "application/jsonl",
+            "application/x-jsonlines",
+            "application/jsonlines",
+            "application/json-lines",
+            "application/x-ndjson",
+            "application/ndjson",
+            "application/json",
+            "text/jsonl",
+            "text/plain",
+        }
+    ),
+}
+_GENERIC_CONTENT_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
+SUPPORTED_EXTENSIONS = tuple(_FORMATS)
+
+
+def load_documents(filename: str, content_type: str, data: bytes) -> list[SourceDocument]:
+    """Parse one uploaded file into the documents it holds (several for JSON/JSONL)."""
+    extension = os.path.splitext(filename.lower())[1]
+    media, charset = _parse_content_type(content_type)
+    fmt = _FORMATS.get(extension)
+    if fmt is None or (media not in _GENERIC_CONTENT_TYPES and media not in _CONTENT_TYPES[fmt]):
+        raise UnsupportedMediaType(
+            f"unsupported file {filename!r} ({media or 'no content type'}); "
+            f"supported: {', '.join(SUPPORTED_EXTENSIONS)} "
+            "sent with a matching content type or application/octet-stream",
+            detail={"filename": filename, "content_type": media},
+        )
+    try:
+        return _LOADERS[fmt](filename, data, charset)
+    except InvalidRequest as exc:
+        if filename not in exc.message:
+            exc.message = f"{filename}: {exc.message}"
+            exc.args = (exc.message,)
+        raise
+
+
+def load_file(
+    filename: str, content_type: str, data: bytes, *, doc_id: str | None = None
+) -> SourceDocument:
+    """Parse a file that holds exactly one document (anything but a multi-record JSON file)."""
+    documents = load_documents(filename, content_type, data)
+    if len(documents) != 1:
+        raise InvalidRequest(
+            f"{filename}: expected one document, the file holds {len(documents)}",
+            detail={"filename": filename, "documents": len(documents)},
+        )
+    document = documents[0]
+    return dataclasses.replace(document, doc_id=doc_id) if doc_id else document
+
+
+def _parse_content_type(content_type: str) -> tuple[str, str | None]:
+    media, _, params = content_type.partition(";")
+    match = re.search(r"charset\s*=\s*\"?([\w.:-]+)", params, re.IGNORECASE)
+    return media.strip().lower(), match.group(1) if match else None
+
+
+_LOADERS: dict[str, Callable[[str, bytes, str | None], list[SourceDocument]]] = {
+    "text": _load_text,
+    "markdown": _load_markdown,
+    "html": _load_html,
+    "pdf": _load_pdf,
+    "docx": _load_docx,
+    "json": _load_json,
+    "jsonl": _load_jsonl,
+}
