@@ -3,7 +3,7 @@
 Writers (indexing) and readers (query) must name the same keys; keeping every shared name here
 means a rename cannot leave one side reading a key the other no longer writes. Keys that embed
 an index version are never deleted by hand: a new version simply makes them unused.
-Ingestion jobs keep their own names in ``indexing.jobs`` (one hash-tagged family, used by the
+Ingestion jobs keep their own names in ``indexing.job_keys`` (one hash-tagged family, used by the
 indexing side only).
 """
 

@@ -1,35 +1,11 @@
-"""Ingestion jobs in Redis: a queue, a state machine, progress counts and per-document errors.
+"""Ingestion jobs in Redis: a queue, a state machine, progress counts and per-document errors,
+and the worker that runs them.
 
-Every worker (one per indexing-api replica) holds a *lease*: a Redis key with a TTL that it
-renews while it runs, and its own processing list. A job is claimed by moving its id from the
-queue to the worker's processing list in one atomic ``BLMOVE``. A worker that dies stops renewing;
-once its lease expires, any replica's periodic reaper moves the jobs of that worker's processing
-list back to the front of the queue (a Lua script checks the lease and moves them atomically), and
-another worker finishes them. Live workers' jobs are never touched, so replicas can run side by
-side. Re-running a job is safe: unchanged documents are skipped and chunk ids are stable, so
-nothing is duplicated.
-
-Key names. Every job-queue key carries the Redis Cluster hash tag ``{jobs}`` after the prefix:
-``docqa:{jobs}:queue``, ``:workers``, ``:processing:<worker>``, ``:lease:<worker>``,
-``:job:<id>`` and ``:job:<id>:documents``. On a Redis Cluster every key of one Lua script, one
-MULTI transaction or one ``BLMOVE``/``LMOVE`` must hash to the same slot, and here they are used
-together in every combination (a job's record and payload are written in the transaction that
-pushes it on the queue; finishing one touches its record, payload and a processing list; the
-scripts take a lease, a processing list, the queue and the workers set), so all of them share
-one tag. The cost: the whole job queue lives in one slot, on one shard. That is fine: it is small
-metadata (ids, a hash per job, payloads that are deleted when a job ends), and the vector data is
-in Milvus. Keys still start with the prefix (ACL key patterns such as ``~docqa:*`` keep working).
-
-Upgrades. Releases before the hash tag used ``docqa:jobs:queue``, ``docqa:jobs:processing[:<w>]``,
-``docqa:jobs:lease:<w>``, ``docqa:jobs:workers`` and ``docqa:job:<id>[:documents]``; they could
-not run on a Redis Cluster, so those names only exist on a single Redis. The reaper, which runs
-when a worker starts and then periodically, adopts them: jobs on the old queue, in the old shared
-processing list or in the processing list of an old worker whose lease expired move to the front
-of the queue with their record and payload renamed, in one Lua script per list (atomic, so
-replicas starting together cannot move a job twice). It keeps doing so while a rolling upgrade
-still has old pods writing the old names; once none exist it costs three single-key reads per
-reap. Records of jobs that old workers finished (or still run) keep their old name until they
-expire; ``get`` falls back to it, so ``GET /v1/jobs/{id}`` still answers for them.
+A job is created ``queued`` (its record, its documents as a payload and its id on the queue, in
+one transaction), claimed by a worker, ``running`` for each attempt, and ends ``succeeded``,
+``failed`` or ``partial``; a dependency failure puts it back on the queue for another attempt.
+Every worker runs its jobs under a lease, and jobs of dead workers are requeued: see
+``indexing.job_leases``; the key names (one Redis Cluster hash tag) are in ``indexing.job_keys``.
 """
 
 from __future__ import annotations
@@ -50,6 +26,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from docqa_core.errors import DocqaError, JobNotFound
+from indexing.job_keys import redis_text
+from indexing.job_leases import JobLeases
 from indexing.pipeline import DocumentOutcome, IngestionPipeline, SourceDocument
 
 log = logging.getLogger(__name__)
@@ -59,101 +37,12 @@ FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "partial"})
 MAX_ERRORS_KEPT = 200
 
 
-# KEYS: lease, workers set. ARGV: worker id, TTL in ms. Returns 1 if the lease was still held.
-_RENEW_LEASE = """
-local held = redis.call('GET', KEYS[1]) == ARGV[1]
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-redis.call('SADD', KEYS[2], ARGV[1])
-if held then return 1 else return 0 end
-"""
+class JobStore(JobLeases):
+    """Jobs' records, payloads and the queue; leases and the reaper come from ``JobLeases``."""
 
-# KEYS: lease, processing list, queue, workers set. ARGV: worker id. Returns the jobs moved.
-_REQUEUE_IF_EXPIRED = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-local moved = 0
-while redis.call('LMOVE', KEYS[2], KEYS[3], 'RIGHT', 'LEFT') do moved = moved + 1 end
-redis.call('SREM', KEYS[4], ARGV[1])
-return moved
-"""
-
-# Jobs left under the key names of releases before the hash tag; only ever run on a single Redis
-# (see the module docstring), as job records are renamed by names built here, not passed in KEYS.
-# KEYS: an old-name list, the queue[, the old worker's lease, the old workers set].
-# ARGV: old job-key prefix, new job-key prefix[, worker id]. With a lease, nothing moves while it
-# is held. Every job id goes to the front of the queue (order kept) with its record and payload
-# renamed, unless the new name exists already. Returns the jobs moved.
-_ADOPT_LEGACY_JOBS = """
-if #KEYS == 4 and redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
-local moved = 0
-while true do
-  local id = redis.call('LMOVE', KEYS[1], KEYS[2], 'RIGHT', 'LEFT')
-  if not id then break end
-  for _, suffix in ipairs({'', ':documents'}) do
-    local old, new = ARGV[1] .. id .. suffix, ARGV[2] .. id .. suffix
-    if redis.call('EXISTS', old) == 1 and redis.call('EXISTS', new) == 0 then
-      redis.call('RENAME', old, new)
-    end
-  end
-  moved = moved + 1
-end
-if #KEYS == 4 then redis.call('SREM', KEYS[4], ARGV[3]) end
-return moved
-"""
-
-
-class JobStore:
     def __init__(self, redis: Redis, prefix: str, *, ttl_s: int = 7 * 24 * 3600) -> None:
-        if "{" in prefix or "}" in prefix:
-            raise ValueError(f"key prefix {prefix!r} must not contain braces (hash tags)")
-        self._redis = redis
-        self._prefix = prefix
+        super().__init__(redis, prefix)
         self._ttl = ttl_s
-        self._keys = f"{prefix}:{{jobs}}"  # the hash tag: see the module docstring
-
-    def _job_key(self, job_id: str) -> str:
-        return f"{self._keys}:job:{job_id}"
-
-    def _payload_key(self, job_id: str) -> str:
-        return f"{self._job_key(job_id)}:documents"
-
-    @property
-    def queue_key(self) -> str:
-        return f"{self._keys}:queue"
-
-    @property
-    def workers_key(self) -> str:
-        """The set of worker ids that may hold jobs (live, or dead and not yet reaped)."""
-        return f"{self._keys}:workers"
-
-    def processing_key(self, worker_id: str) -> str:
-        return f"{self._keys}:processing:{worker_id}"
-
-    def lease_key(self, worker_id: str) -> str:
-        return f"{self._keys}:lease:{worker_id}"
-
-    # Key names of releases before the hash tag, only read to adopt what they left behind.
-
-    def legacy_job_key(self, job_id: str) -> str:
-        return f"{self._prefix}:job:{job_id}"
-
-    @property
-    def legacy_queue_key(self) -> str:
-        return f"{self._prefix}:jobs:queue"
-
-    @property
-    def legacy_workers_key(self) -> str:
-        return f"{self._prefix}:jobs:workers"
-
-    @property
-    def legacy_processing_key(self) -> str:
-        """The one shared processing list of releases before leases; drained by the reaper."""
-        return f"{self._prefix}:jobs:processing"
-
-    def legacy_worker_processing_key(self, worker_id: str) -> str:
-        return f"{self._prefix}:jobs:processing:{worker_id}"
-
-    def legacy_lease_key(self, worker_id: str) -> str:
-        return f"{self._prefix}:jobs:lease:{worker_id}"
 
     async def create(self, collection: str, documents: Sequence[SourceDocument]) -> str:
         job_id = uuid.uuid4().hex
@@ -193,81 +82,7 @@ class JobStore:
         job_id = await self._redis.blmove(
             self.queue_key, self.processing_key(worker_id), wait_s, "LEFT", "RIGHT"
         )
-        return _text(job_id) if job_id is not None else None
-
-    async def renew_lease(self, worker_id: str, ttl_s: float) -> bool:
-        """Take or extend the worker's lease; False if it was not held (first call, or lost)."""
-        held = await self._redis.eval(
-            _RENEW_LEASE,
-            2,
-            self.lease_key(worker_id),
-            self.workers_key,
-            worker_id,
-            str(max(1, int(ttl_s * 1000))),
-        )
-        return bool(held)
-
-    async def requeue_expired(self) -> int:
-        """Jobs of workers whose lease expired go back to the front of the queue. Safe to run
-        from every replica at once: each worker's check-and-move is one atomic script."""
-        moved = 0
-        for raw in await self._redis.smembers(self.workers_key):
-            worker_id = _text(raw)
-            moved += int(
-                await self._redis.eval(
-                    _REQUEUE_IF_EXPIRED,
-                    4,
-                    self.lease_key(worker_id),
-                    self.processing_key(worker_id),
-                    self.queue_key,
-                    self.workers_key,
-                    worker_id,
-                )
-            )
-        return moved + await self.adopt_legacy_jobs()
-
-    async def adopt_legacy_jobs(self) -> int:
-        """Jobs left under the old key names (see the module docstring) join the queue, with
-        their records and payloads renamed. Idempotent and safe from every replica at once: each
-        list moves in one atomic script. Only single-key commands run unless old keys exist, so
-        this is harmless on a Redis Cluster, where they never do."""
-        old_job, new_job = self.legacy_job_key(""), self._job_key("")
-        moved = 0
-        for raw in await self._redis.smembers(self.legacy_workers_key):
-            worker_id = _text(raw)
-            keys = (
-                self.legacy_worker_processing_key(worker_id),
-                self.queue_key,
-                self.legacy_lease_key(worker_id),
-                self.legacy_workers_key,
-            )
-            moved += int(
-                await self._redis.eval(_ADOPT_LEGACY_JOBS, 4, *keys, old_job, new_job, worker_id)
-            )
-        for old_list in (self.legacy_queue_key, self.legacy_processing_key):
-            if await self._redis.exists(old_list):
-                moved += int(
-                    await self._redis.eval(
-                        _ADOPT_LEGACY_JOBS, 2, old_list, self.queue_key, old_job, new_job
-                    )
-                )
-        if moved:
-            log.info("adopted jobs left under old key names", extra={"jobs": moved})
-        return moved
-
-    async def release(self, worker_id: str) -> int:
-        """A worker that stops: jobs it cut short go back to the queue now (not after its lease
-        expires), and the lease and registration are dropped."""
-        moved = 0
-        while await self._redis.lmove(
-            self.processing_key(worker_id), self.queue_key, "RIGHT", "LEFT"
-        ):
-            moved += 1
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.delete(self.lease_key(worker_id))
-            pipe.srem(self.workers_key, worker_id)
-            await pipe.execute()
-        return moved
+        return redis_text(job_id) if job_id is not None else None
 
     async def start_attempt(self, job_id: str) -> None:
         key = self._job_key(job_id)
@@ -496,8 +311,4 @@ def _encode(mapping: dict[str, Any]) -> dict[Any, Any]:
 
 
 def _decode(raw: dict[Any, Any]) -> dict[str, Any]:
-    return {_text(k): json.loads(_text(v)) for k, v in raw.items()}
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
+    return {redis_text(k): json.loads(redis_text(v)) for k, v in raw.items()}

@@ -10,29 +10,38 @@ written before old ones are deleted, and the generation recorded in between (the
 see ``indexing.generations``) tells readers which of the two to show. Chunk ids are stable (doc id
 + index + text), so a re-run after a crash overwrites what it wrote before instead of duplicating
 it.
+
+What a source document is and how it is checked: ``indexing.source_documents``. Listing and
+deleting what was written: ``indexing.document_catalog`` (``IngestionPipeline`` forwards to it).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pymilvus import MilvusException
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 
 from docqa_core.errors import DocqaError, InvalidRequest
 from indexing import schema
 from indexing.analysis import analyze_many
-from indexing.chunking import Chunk, ChunkKind, chunk_text
+from indexing.chunking import Chunk, chunk_text
+from indexing.document_catalog import DocumentCatalog, DocumentSummary
+from indexing.document_catalog import document_summary as document_summary  # re-exported
 from indexing.embedding import Embedder
 from indexing.generations import GenerationLog
-from indexing.index_version import bump_version, drop_faq
+from indexing.index_version import bump_version
+from indexing.source_documents import MAX_METADATA_BYTES as MAX_METADATA_BYTES  # re-exported
+from indexing.source_documents import (
+    SourceDocument,
+    chunk_metadata,
+    hash_inputs,
+    validate_document,
+)
 from indexing.store import ChunkStore, StoredChunk
 
 log = logging.getLogger(__name__)
@@ -43,20 +52,7 @@ CommitStage = Literal["written", "committed"]
 # Called between the steps of a group's commit: "written" (new chunks stored, old still there,
 # generation not yet switched) and "committed" (generation switched, old chunks not yet deleted).
 CommitHook = Callable[[CommitStage, str, Sequence[str]], Awaitable[None]]
-MAX_METADATA_BYTES = 32 * 1024  # chunk metadata is a Milvus JSON field (64 KiB per row)
 UPSERT_ROWS = 256  # rows per upsert call: keeps each request far below gRPC's message limit
-_CURSOR = re.compile(r"^[0-9a-f]{32}$")  # a chunk id (schema.chunk_id)
-
-
-@dataclass(frozen=True)
-class SourceDocument:
-    doc_id: str
-    text: str
-    title: str = ""
-    source: str = ""
-    metadata: dict[str, Any] = field(default_factory=dict)
-    kind: ChunkKind = "auto"
-    page_starts: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,26 +75,6 @@ class PipelineConfig:
     # Milvus scans unsealed rows on every lookup and upsert: sealing them every so many rows kept
     # its CPU for 10,000 short documents at 8 s instead of 30 s (flushing per group: 10 s)
     flush_every_rows: int = 1024
-
-
-@dataclass(frozen=True)
-class DocumentSummary:
-    doc_id: str
-    title: str
-    source: str
-    content_hash: str
-    chunk_count: int
-
-
-def document_summary(first_chunk: Mapping[str, Any]) -> DocumentSummary:
-    metadata = first_chunk.get(schema.METADATA) or {}
-    return DocumentSummary(
-        doc_id=str(first_chunk[schema.DOC_ID]),
-        title=str(metadata.get("title") or ""),
-        source=str(metadata.get("source") or ""),
-        content_hash=str(first_chunk[schema.CONTENT_HASH]),
-        chunk_count=int(first_chunk[schema.CHUNK_COUNT]),
-    )
 
 
 @dataclass
@@ -140,6 +116,9 @@ class IngestionPipeline:
         self._redis = redis
         self._config = config
         self._generations = GenerationLog(redis, config.key_prefix)
+        self._catalog = DocumentCatalog(
+            store=store, redis=redis, key_prefix=config.key_prefix, generations=self._generations
+        )
         self._unflushed_rows: dict[str, int] = {}  # per collection, across calls
         self.commit_hook = commit_hook  # a seam for tests that look inside a replacement
 
@@ -217,7 +196,7 @@ class IngestionPipeline:
         self, document: SourceDocument, existing: list[StoredChunk], group: _Group
     ) -> DocumentOutcome | _Planned:
         validate_document(document)
-        digest = schema.content_hash(document.text, _hash_inputs(document))
+        digest = schema.content_hash(document.text, hash_inputs(document))
         if is_complete_copy(existing, digest):
             group.unchanged[document.doc_id] = digest
             return DocumentOutcome(document.doc_id, "unchanged", chunks=len(existing))
@@ -319,53 +298,21 @@ class IngestionPipeline:
         if self.commit_hook is not None and doc_ids:
             await self.commit_hook(stage, collection, doc_ids)
 
+    # ------------------------------------------------------------------ outside ingestion
+
     async def list_documents(
         self, collection: str, *, limit: int, cursor: str = ""
     ) -> tuple[list[DocumentSummary], str | None]:
         """One page of the collection's documents and the cursor of the next page (None at the
-        end). A page may hold fewer than ``limit`` documents: a document being replaced shows
-        only its current generation."""
-        if cursor and not _CURSOR.fullmatch(cursor):
-            raise InvalidRequest("cursor must be the next_cursor of a previous page")
-        rows = await self._store.first_chunks(collection, limit=limit, after_chunk_id=cursor)
-        current = await self._current_generations(collection, [r[schema.DOC_ID] for r in rows])
-        documents: dict[str, DocumentSummary] = {}
-        for row in rows:
-            doc_id = row[schema.DOC_ID]
-            if (
-                doc_id in documents
-                or current.get(doc_id, row[schema.CONTENT_HASH]) != row[schema.CONTENT_HASH]
-            ):
-                continue
-            documents[doc_id] = document_summary(row)
-        next_cursor = str(rows[-1][schema.CHUNK_ID]) if len(rows) == limit else None
-        return list(documents.values()), next_cursor
-
-    async def _current_generations(self, collection: str, doc_ids: list[str]) -> dict[str, str]:
-        try:
-            return await self._generations.current(collection, sorted(set(doc_ids)))
-        except (RedisError, OSError) as exc:
-            log.warning("generations unavailable", extra={"error": str(exc)})
-            return {}
+        end): see ``DocumentCatalog.list_documents``."""
+        return await self._catalog.list_documents(collection, limit=limit, cursor=cursor)
 
     async def delete_document(self, collection: str, doc_id: str) -> int:
-        existing = await self._store.document_chunks(collection, doc_id)
-        if existing:
-            await self._store.delete_chunks(collection, [c.chunk_id for c in existing])
-            await self._store.flush(collection)
-            await self._generations.forget(collection, [doc_id])
-            await bump_version(self._redis, self._config.key_prefix, collection)
-        return len(existing)
+        return await self._catalog.delete_document(collection, doc_id)
 
     async def delete_collection(self, collection: str) -> int:
         """Drop the collection and everything kept for it; returns the FAQ entries removed."""
-        await self._store.drop(collection)
-        await self._generations.drop(collection)
-        # its FAQ answers questions about documents that are gone: a new collection of the same
-        # name must not inherit it
-        faq_entries = await drop_faq(self._redis, self._config.key_prefix, collection)
-        await bump_version(self._redis, self._config.key_prefix, collection)
-        return faq_entries
+        return await self._catalog.delete_collection(collection)
 
 
 class _InFlight:
@@ -469,37 +416,3 @@ def is_complete_copy(existing: Sequence[StoredChunk], digest: str) -> bool:
         return False
     expected = existing[0].chunk_count
     return len(existing) == expected and {c.chunk_index for c in existing} == set(range(expected))
-
-
-def chunk_metadata(document: SourceDocument, chunk: Chunk) -> dict[str, Any]:
-    reserved = {
-        "title": document.title,
-        "source": document.source,
-        "page": chunk.page,
-        "section": chunk.section,
-        "char_start": chunk.char_start,
-        "char_end": chunk.char_end,
-    }
-    return {**document.metadata, **reserved}
-
-
-def _hash_inputs(document: SourceDocument) -> dict[str, Any]:
-    """What, besides the text, changes the stored chunks (so a retitled doc is re-written)."""
-    return {
-        "title": document.title,
-        "source": document.source,
-        "kind": document.kind,
-        "metadata": document.metadata,
-    }
-
-
-def validate_document(document: SourceDocument) -> None:
-    if not document.doc_id or len(document.doc_id) > schema.MAX_DOC_ID_CHARS:
-        raise InvalidRequest(f"doc_id must be 1 to {schema.MAX_DOC_ID_CHARS} characters")
-    if not document.text.strip():
-        raise InvalidRequest("the document has no text to index")
-    encoded = len(json.dumps(document.metadata, ensure_ascii=False, default=str).encode())
-    if encoded > MAX_METADATA_BYTES:
-        raise InvalidRequest(
-            f"the document's metadata is {encoded} bytes as JSON; the limit is {MAX_METADATA_BYTES}"
-        )
