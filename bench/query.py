@@ -455,7 +455,7 @@ async def profile_retrieval(stack: Stack, questions: Sequence[str]) -> dict[str,
     from query_engine.retrieval import fuse
     from services.common.clients import build_data_clients
     from services.common.settings import QuerySettings
-    from services.query_api.wiring import retrieval_config
+    from services.query_api.runtime import retrieval_config
 
     settings = QuerySettings(milvus={"uri": stack.milvus_uri}, log_json=False)
     config = retrieval_config(settings, settings.retrieval.top_k)

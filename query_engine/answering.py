@@ -1,8 +1,8 @@
-"""One question, end to end: session memory → FAQ → answer cache (coalesced) → engine → memory.
+"""One question, end to end: session context → FAQ → answer cache (coalesced) → engine → memory.
 
 Both the JSON and the streaming paths, and the OpenAI-compatible endpoint, go through
-:class:`Answerer`, so a cached answer, an FAQ hit or a "not found" looks the same on all of them.
-Answers are plain dicts shaped like the API's ``QueryOut``.
+:class:`Answerer`, so a cached answer, an FAQ hit or a "not found" is the same typed
+:class:`~query_engine.answer.Answer` on all of them.
 """
 
 from __future__ import annotations
@@ -16,9 +16,15 @@ from typing import Any, Protocol
 import httpx
 from llama_index.core.base.response.schema import Response
 from llama_index.core.llms import LLM
-from llama_index.core.schema import NodeWithScore
 
 from docqa_core.errors import DependencyUnavailable, DocqaError
+from query_engine.answer import (
+    VERIFIED_WITHOUT_CLAIMS,
+    Answer,
+    FaqMatch,
+    Grounding,
+    citations_from,
+)
 from query_engine.cache import AnswerCache, AnswerKeyParts, CachedAnswer
 from query_engine.engine import DocqaQueryEngine, PreparedQuery
 from query_engine.memory import SessionStore, Turn, condense_question, history_messages
@@ -58,14 +64,30 @@ EngineFactory = Callable[[AnswerRequest, LLM], DocqaQueryEngine]
 
 
 @dataclass
-class _Context:
-    question: str  # standalone: what retrieval, the FAQ and the cache see
+class Lookup:
+    """What is known of a question before any generation: its standalone form (a follow-up is
+    condensed), the conversation, and an answer found without the LLM (FAQ or cache), if any.
+    On a cache miss ``cache_key`` is where the generated answer will be stored."""
+
+    request: AnswerRequest
+    question: str
     history: list[Turn]
+    early: Answer | CachedHit | None = None
     cache_key: str | None = None
     started: float = field(default_factory=time.perf_counter)
 
+    def standalone(self) -> str | None:
+        return self.question if self.history else None
+
+    def total_ms(self) -> dict[str, float]:
+        return {"total": round((time.perf_counter() - self.started) * 1000, 2)}
+
 
 class Answerer:
+    """One question's path: session context → FAQ → cache → engine (retrieve → prompt →
+    generate → ground) → remember. :meth:`lookup` is everything before generation; the HTTP
+    front door runs it once and hands the result on, so nothing is looked up twice."""
+
     def __init__(
         self,
         *,
@@ -83,114 +105,93 @@ class Answerer:
         self._sessions = sessions
         self._faq = faq
 
-    async def answer(self, request: AnswerRequest) -> dict[str, Any] | CachedHit:
-        """The answer as a dict shaped like the API's ``QueryOut``, or a cache hit kept as the
-        stored bytes (the hot path: see :class:`CachedHit`)."""
-        context = await self._context(request)
-        early = await self._without_llm(request, context)
-        if early is not None:
-            await self._remember(request, early)
-            return early
-        if context.cache_key is None:
-            answer = await self._generate(request, context)
+    async def lookup(self, request: AnswerRequest) -> Lookup:
+        """Session context, then the FAQ, then the answer cache. Never generates."""
+        found = await self._context(request)
+        if self._faq is not None:
+            hit = await self._faq(request.collection, found.question)
+            if hit is not None:
+                found.early = _faq_answer(hit, found)
+                return found
+        # a follow-up's answer depends on the conversation, not just the question
+        if self._cache is not None and not found.history:
+            found.cache_key, cached = await self._cache.lookup(self._key_parts(found))
+            if cached is not None:
+                found.early = CachedHit(cached, found.total_ms())
+        return found
+
+    async def answer(
+        self, request: AnswerRequest, looked_up: Lookup | None = None
+    ) -> Answer | CachedHit:
+        """The answer, or a cache hit kept as the stored bytes (see :class:`CachedHit`)."""
+        found = looked_up or await self.lookup(request)
+        if found.early is not None:
+            await self.remember(request, found.early)
+            return found.early
+        if found.cache_key is None:
+            answer = await self._generate(found)
         else:
-            key = context.cache_key
             answer, shared = await self._cache_or_fail().compute_once(
-                key, lambda: self._generate(request, context)
+                found.cache_key, lambda: self._generate(found)
             )
-            answer = {**answer, "cached": False, "coalesced": shared}
-        await self._remember(request, answer)
+            answer = answer.model_copy(update={"cached": False, "coalesced": shared})
+        await self.remember(request, answer)
         return answer
 
-    async def cached_only(self, request: AnswerRequest) -> CachedHit | None:
-        """The cached answer when there is one and nothing else would answer first (no FAQ
-        entry matches, no conversation); None means "ask :meth:`answer`". Never computes."""
-        if request.session_id or request.history:
-            return None
-        context = _Context(question=request.question, history=[])
-        early = await self._without_llm(request, context)
-        return early if isinstance(early, CachedHit) else None
-
-    async def stream(self, request: AnswerRequest) -> AnswerStream:
+    async def stream(self, request: AnswerRequest, looked_up: Lookup | None = None) -> AnswerStream:
         """Everything up to the first token happens here, so failures (unknown collection, every
         LLM server busy) still become a proper HTTP error before the stream starts."""
-        context = await self._context(request)
-        early = await self._without_llm(request, context)
-        if early is not None:
-            await self._remember(request, early)
-            return AnswerStream.complete(early if isinstance(early, dict) else early.as_dict())
+        found = looked_up or await self.lookup(request)
+        if found.early is not None:
+            await self.remember(request, found.early)
+            early = found.early
+            return AnswerStream.complete(early if isinstance(early, Answer) else early.to_answer())
         engine = self._engine_for(request, self._llm_for(request))
-        prepared = await engine.prepare(context.question, history_messages(context.history))
+        prepared = await engine.prepare(found.question, history_messages(found.history))
         tokens = engine.stream_tokens(prepared)
         first = await _first_token(tokens)
 
-        async def finish(raw_answer: str) -> dict[str, Any]:
-            answer = self._payload(engine.finish(prepared, raw_answer), context)
-            if context.cache_key is not None and self._cache is not None:
-                await self._cache.put(context.cache_key, answer)
-            await self._remember(request, answer)
+        async def finish(raw_answer: str) -> Answer:
+            answer = answer_from_response(engine.finish(prepared, raw_answer), found.standalone())
+            if found.cache_key is not None and self._cache is not None:
+                await self._cache.put(found.cache_key, answer)
+            await self.remember(request, answer)
             return answer
 
         return AnswerStream(first, tokens, finish)
 
-    async def _context(self, request: AnswerRequest) -> _Context:
+    async def remember(self, request: AnswerRequest, answer: Answer | CachedHit) -> None:
+        """The last step: the turn joins the session's history (if the question has one)."""
+        if request.session_id:
+            text = answer.answer if isinstance(answer, Answer) else answer.to_answer().answer
+            turn = Turn(question=request.question, answer=text)
+            await self._sessions.append(request.owner, request.session_id, turn)
+
+    async def _context(self, request: AnswerRequest) -> Lookup:
         history = list(request.history)
         if request.session_id:
             history = await self._sessions.history(request.owner, request.session_id) + history
         if not history:  # the common case, and the cache-hit path: no LLM view to build
-            return _Context(question=request.question, history=history)
+            return Lookup(request, request.question, history)
         question = await condense_question(
             self._llm_for(request),
             history,
             request.question,
             timeout_s=self._config.condense_timeout_s,
         )
-        return _Context(question=question, history=history)
+        return Lookup(request, question, history)
 
-    async def _without_llm(
-        self, request: AnswerRequest, context: _Context
-    ) -> dict[str, Any] | CachedHit | None:
-        """An FAQ hit or a cached answer; on a miss, ``context.cache_key`` is set for the caller."""
-        if self._faq is not None:
-            hit = await self._faq(request.collection, context.question)
-            if hit is not None:
-                return _faq_answer(hit, context)
-        if self._cache is None or context.history:
-            return None  # a follow-up's answer depends on the conversation, not just the question
-        context.cache_key, cached = await self._cache.lookup(self._key_parts(request, context))
-        return CachedHit(cached, _total(context)) if cached is not None else None
-
-    async def _generate(self, request: AnswerRequest, context: _Context) -> dict[str, Any]:
-        engine = self._engine_for(request, self._llm_for(request))
-        prepared = await engine.prepare(context.question, history_messages(context.history))
+    async def _generate(self, found: Lookup) -> Answer:
+        engine = self._engine_for(found.request, self._llm_for(found.request))
+        prepared = await engine.prepare(found.question, history_messages(found.history))
         raw_answer = await _whole_answer(engine, prepared)
-        return self._payload(engine.finish(prepared, raw_answer), context)
+        return answer_from_response(engine.finish(prepared, raw_answer), found.standalone())
 
-    def _payload(self, response: Response, context: _Context) -> dict[str, Any]:
-        metadata = response.metadata or {}
-        cited = set(metadata.get("cited", []))
-        return {
-            "answer": str(response.response),
-            "citations": citations_from(response.source_nodes, cited),
-            "grounding": metadata["grounding"],
-            "not_found": bool(metadata.get("not_found")),
-            "cached": False,
-            "coalesced": False,
-            "faq": None,
-            "standalone_question": _standalone(context),
-            "timings_ms": metadata.get("timings_ms", {}),
-        }
-
-    async def _remember(self, request: AnswerRequest, answer: dict[str, Any] | CachedHit) -> None:
-        if request.session_id:
-            text = answer["answer"] if isinstance(answer, dict) else answer.as_dict()["answer"]
-            turn = Turn(question=request.question, answer=str(text))
-            await self._sessions.append(request.owner, request.session_id, turn)
-
-    def _key_parts(self, request: AnswerRequest, context: _Context) -> AnswerKeyParts:
+    def _key_parts(self, found: Lookup) -> AnswerKeyParts:
+        request = found.request
         return AnswerKeyParts(
             collection=request.collection,
-            question=context.question,
+            question=found.question,
             filters=request.filters,
             top_k=request.top_k,
             model=self._config.model,
@@ -213,6 +214,19 @@ class Answerer:
         return self._cache
 
 
+def answer_from_response(response: Response, standalone_question: str | None) -> Answer:
+    """The engine's LlamaIndex ``Response`` as the typed answer."""
+    metadata = response.metadata or {}
+    return Answer(
+        answer=str(response.response),
+        citations=citations_from(response.source_nodes, frozenset(metadata.get("cited", ()))),
+        grounding=Grounding.model_validate(metadata["grounding"]),
+        not_found=bool(metadata.get("not_found")),
+        standalone_question=standalone_question,
+        timings_ms=metadata.get("timings_ms", {}),
+    )
+
+
 @dataclass(frozen=True)
 class CachedHit:
     """A cache hit as stored: the JSON route sends ``body()`` without parsing it."""
@@ -223,8 +237,8 @@ class CachedHit:
     def body(self) -> bytes:
         return self.answer.response_body(self.timings_ms)
 
-    def as_dict(self) -> dict[str, Any]:
-        return self.answer.as_dict(self.timings_ms)
+    def to_answer(self) -> Answer:
+        return Answer.model_validate_json(self.body())
 
 
 class AnswerStream:
@@ -234,18 +248,18 @@ class AnswerStream:
         self,
         first: str | None,
         rest: AsyncIterator[str] | None,
-        finish: Callable[[str], Awaitable[dict[str, Any]]],
+        finish: Callable[[str], Awaitable[Answer]],
     ) -> None:
         self._first = first
         self._rest = rest
         self._finish = finish
 
     @classmethod
-    def complete(cls, answer: dict[str, Any]) -> AnswerStream:
-        async def done(_: str) -> dict[str, Any]:
+    def complete(cls, answer: Answer) -> AnswerStream:
+        async def done(_: str) -> Answer:
             return answer
 
-        return cls(str(answer["answer"]), None, done)
+        return cls(answer.answer, None, done)
 
     async def tokens(self) -> AsyncIterator[str]:
         parts: list[str] = []
@@ -258,7 +272,7 @@ class AnswerStream:
                 yield token
         self.raw_answer = "".join(parts)
 
-    async def final(self) -> dict[str, Any]:
+    async def final(self) -> Answer:
         """Call after :meth:`tokens` is exhausted."""
         return await self._finish(self.raw_answer)
 
@@ -310,54 +324,15 @@ def _llm_unavailable(exc: BaseException) -> DependencyUnavailable:
     return DependencyUnavailable("llm", f"the LLM service failed: {type(exc).__name__}")
 
 
-def _faq_answer(hit: Mapping[str, Any], context: _Context) -> dict[str, Any]:
-    return {
-        "answer": str(hit["answer"]),
-        "citations": [],
-        "grounding": {"verified": True, "unsupported": [], "checked_claims": 0},
-        "not_found": False,
-        "cached": False,
-        "coalesced": False,
-        "faq": {
-            "id": hit["id"],
-            "question": hit["question"],
-            "score": hit["score"],
-            "match": hit["match"],
-        },
-        "standalone_question": _standalone(context),
-        "timings_ms": _total(context),
-    }
-
-
-def _standalone(context: _Context) -> str | None:
-    return context.question if context.history else None
-
-
-def _total(context: _Context) -> dict[str, float]:
-    return {"total": round((time.perf_counter() - context.started) * 1000, 2)}
-
-
-def citations_from(
-    nodes: Sequence[NodeWithScore], cited: set[int] | None = None
-) -> list[dict[str, Any]]:
-    """Source ``[n]`` is ``nodes[n - 1]``: everything a UI needs to highlight the passage."""
-    citations = []
-    for n, node in enumerate(nodes, start=1):
-        meta = node.node.metadata
-        citations.append(
-            {
-                "n": n,
-                "doc_id": str(meta.get("doc_id") or ""),
-                "title": str(meta.get("title") or ""),
-                "section": str(meta.get("section") or ""),
-                "page": meta.get("page"),
-                "char_start": meta.get("char_start"),
-                "char_end": meta.get("char_end"),
-                "score": round(float(node.score or 0.0), 6),
-                "dense_score": meta.get("dense_score"),
-                "bm25_score": meta.get("bm25_score"),
-                "cited": bool(cited and n in cited),
-                "text": node.node.get_content(),
-            }
-        )
-    return citations
+def _faq_answer(hit: Mapping[str, Any], found: Lookup) -> Answer:
+    return Answer(
+        answer=str(hit["answer"]),
+        citations=[],
+        grounding=VERIFIED_WITHOUT_CLAIMS,
+        not_found=False,
+        faq=FaqMatch(
+            id=hit["id"], question=hit["question"], score=hit["score"], match=hit["match"]
+        ),
+        standalone_question=found.standalone(),
+        timings_ms=found.total_ms(),
+    )

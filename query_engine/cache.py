@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import re
@@ -29,6 +28,7 @@ from redis.exceptions import RedisError
 
 from docqa_core.redis_keys import answer_key_stem, query_embedding_prefix, version_key
 from indexing.embedding import Embedder, Vectors
+from query_engine.answer import ANSWER_SCHEMA_FINGERPRINT, Answer
 from query_engine.versions import VersionWatcher
 
 log = logging.getLogger(__name__)
@@ -62,6 +62,8 @@ class AnswerKeyParts:
     grounding_policy: str
     max_answer_tokens: int
     retrieval_config: str = ""  # weights, thresholds: a new deployment must not reuse old answers
+    # the fields of an answer: a deploy that changes them must not serve old-shaped answers
+    answer_schema: str = ANSWER_SCHEMA_FINGERPRINT
 
     def digest(self) -> str:
         payload = {
@@ -73,13 +75,11 @@ class AnswerKeyParts:
             "policy": self.grounding_policy,
             "max_tokens": self.max_answer_tokens,
             "retrieval": self.retrieval_config,
+            "schema": self.answer_schema,
         }
         encoded = orjson.dumps(payload, default=str, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(encoded).hexdigest()[:32]
 
-
-# per response, not per answer: never stored, set on the way out
-VOLATILE_FIELDS = frozenset({"cached", "coalesced", "timings_ms"})
 
 # KEYS[1] = the collection's version key; ARGV = key stem, digest suffix
 _LOOKUP_LUA = """
@@ -99,9 +99,8 @@ class CachedAnswer:
         volatile = {"cached": True, "coalesced": False, "timings_ms": dict(timings_ms)}
         return self.raw[:-1] + b"," + orjson.dumps(volatile)[1:]
 
-    def as_dict(self, timings_ms: Mapping[str, float] | None = None) -> dict[str, Any]:
-        value: dict[str, Any] = json.loads(self.raw)
-        return {**value, "cached": True, "coalesced": False, "timings_ms": dict(timings_ms or {})}
+    def to_answer(self, timings_ms: Mapping[str, float] | None = None) -> Answer:
+        return Answer.model_validate_json(self.response_body(timings_ms or {}))
 
 
 class AnswerCache:
@@ -121,7 +120,7 @@ class AnswerCache:
         self._ttl_s = ttl_s
         self._lock_ttl_ms = int(lock_ttl_s * 1000)
         self._poll_s = poll_interval_s
-        self._local = SingleFlight[tuple[dict[str, Any], bool]]()
+        self._local = SingleFlight[tuple[Answer, bool]]()
         self._lookup_script = redis.register_script(_LOOKUP_LUA)
         self._versions = versions
         self._hot = HotAnswers(hot_entries, ttl_s)
@@ -157,7 +156,7 @@ class AnswerCache:
         self._hot.put(key, raw)
         return key, CachedAnswer(raw)
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str) -> Answer | None:
         try:
             raw = await self._redis.get(key)
         except REDIS_ERRORS as exc:
@@ -165,11 +164,10 @@ class AnswerCache:
             return None
         if not isinstance(raw, bytes):
             return None
-        return CachedAnswer(raw).as_dict()
+        return CachedAnswer(raw).to_answer()
 
-    async def put(self, key: str, answer: Mapping[str, Any]) -> None:
-        stable = {k: v for k, v in answer.items() if k not in VOLATILE_FIELDS}
-        raw = json.dumps(stable, ensure_ascii=False).encode()
+    async def put(self, key: str, answer: Answer) -> None:
+        raw = answer.stored_json()
         try:
             await self._redis.set(key, raw, ex=self._ttl_s)
         except REDIS_ERRORS as exc:
@@ -178,13 +176,13 @@ class AnswerCache:
         self._hot.put(key, raw)
 
     async def compute_once(
-        self, key: str, compute: Callable[[], Awaitable[dict[str, Any]]]
-    ) -> tuple[dict[str, Any], bool]:
+        self, key: str, compute: Callable[[], Awaitable[Answer]]
+    ) -> tuple[Answer, bool]:
         """Run ``compute`` once for all identical concurrent questions, in this process and across
         replicas; returns (answer, shared) where ``shared`` means another caller computed it."""
         leader_result: list[bool] = []
 
-        async def lead() -> tuple[dict[str, Any], bool]:
+        async def lead() -> tuple[Answer, bool]:
             leader_result.append(True)
             return await self._compute_across_replicas(key, compute)
 
@@ -192,8 +190,8 @@ class AnswerCache:
         return answer, shared or not leader_result
 
     async def _compute_across_replicas(
-        self, key: str, compute: Callable[[], Awaitable[dict[str, Any]]]
-    ) -> tuple[dict[str, Any], bool]:
+        self, key: str, compute: Callable[[], Awaitable[Answer]]
+    ) -> tuple[Answer, bool]:
         lock = f"{key}:lock"
         if not await self._try_lock(lock):
             waited = await self._wait_for_other_replica(key, lock)
@@ -216,7 +214,7 @@ class AnswerCache:
         with contextlib.suppress(*REDIS_ERRORS):
             await self._redis.delete(lock)
 
-    async def _wait_for_other_replica(self, key: str, lock: str) -> dict[str, Any] | None:
+    async def _wait_for_other_replica(self, key: str, lock: str) -> Answer | None:
         """Poll until the replica holding the lock stores the answer; None if it gave up."""
         deadline = time.monotonic() + self._lock_ttl_ms / 1000
         while time.monotonic() < deadline:

@@ -50,6 +50,11 @@ def error_response(
 
 async def _docqa_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DocqaError)
+    return docqa_error_response(exc)
+
+
+def docqa_error_response(exc: DocqaError) -> JSONResponse:
+    """The envelope of a domain error, also for code outside the routes (ASGI middleware)."""
     headers: dict[str, str] = {}
     detail = exc.detail
     if isinstance(exc, RateLimited):

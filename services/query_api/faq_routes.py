@@ -10,13 +10,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
-from redis.asyncio import Redis
 
-from indexing.embedding import Embedder
-from query_engine.faq import FaqConfig, FaqEntry, FaqEntryIn, FaqStore
-from query_engine.versions import VersionWatcher
+from query_engine.faq import FaqEntry, FaqEntryIn, FaqStore
 from services.common.auth import Scope, require_scope
-from services.common.settings import QuerySettings
+from services.query_api.deps import runtime_of
 
 router = APIRouter(
     prefix="/v1/collections/{collection}/faq",
@@ -25,36 +22,8 @@ router = APIRouter(
 )
 
 
-def faq_config(settings: QuerySettings) -> FaqConfig:
-    return FaqConfig(
-        enabled=settings.faq.enabled,
-        similarity_threshold=settings.faq.similarity_threshold,
-        max_entries_per_collection=settings.faq.max_entries_per_collection,
-        max_entries_per_request=settings.faq.max_entries_per_request,
-        max_question_chars=settings.limits.max_question_chars,
-        max_answer_chars=settings.faq.max_answer_chars,
-        model=settings.embedder.model,
-    )
-
-
-def build_faq_store(
-    settings: QuerySettings,
-    redis: Redis,
-    embedder: Embedder,
-    versions: VersionWatcher | None = None,
-) -> FaqStore:
-    return FaqStore(
-        redis,
-        prefix=settings.redis.key_prefix,
-        config=faq_config(settings),
-        embedder=embedder,
-        versions=versions,
-    )
-
-
 async def _faq(request: Request) -> FaqStore:
-    faq: FaqStore = request.app.state.faq
-    return faq
+    return runtime_of(request).faq
 
 
 FaqDep = Annotated[FaqStore, Depends(_faq)]

@@ -22,13 +22,14 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from docqa_core.errors import DocqaError, InvalidRequest
-from query_engine.answering import AnswerRequest, AnswerStream, CachedHit
+from query_engine.answering import AnswerStream, CachedHit
 from query_engine.memory import Turn
 from services.common.auth import Scope, require_scope
 from services.common.errors import envelope
-from services.query_api.deps import AnswererDep, SettingsDep
-from services.query_api.routes import SSE_HEADERS, observe, owner_of, validated_top_k
-from services.query_api.schemas import QueryOut
+from services.query_api.deps import RuntimeDep
+from services.query_api.outcomes import observe
+from services.query_api.requests import build_answer_request
+from services.query_api.routes import SSE_HEADERS
 
 log = logging.getLogger(__name__)
 
@@ -81,29 +82,28 @@ def question_and_history(messages: list[ChatMessageIn]) -> tuple[str, list[Turn]
 
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completion over a collection")
-async def chat_completions(
-    body: ChatCompletionIn, request: Request, settings: SettingsDep, answerer: AnswererDep
-) -> Any:
+async def chat_completions(body: ChatCompletionIn, request: Request, runtime: RuntimeDep) -> Any:
     question, history = question_and_history(body.messages)
-    answer_req = AnswerRequest(
+    answer_req = build_answer_request(
+        request,
+        runtime.settings,
         collection=body.model,
         question=question,
-        top_k=validated_top_k(body.model, question, body.top_k, settings),
+        top_k=body.top_k,
         filters=body.filters,
         session_id=body.session_id,
-        owner=owner_of(request),
         history=history,
     )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:
-        stream = await answerer.stream(answer_req)
+        stream = await runtime.answerer.stream(answer_req)
         return StreamingResponse(
             completion_chunks(stream, completion_id, body.model),
             media_type="text/event-stream",
             headers=SSE_HEADERS,
         )
-    result = await answerer.answer(answer_req)
-    answer = QueryOut(**(result.as_dict() if isinstance(result, CachedHit) else result))
+    result = await runtime.answerer.answer(answer_req)
+    answer = result.to_answer() if isinstance(result, CachedHit) else result
     observe(answer)
     return {
         "id": completion_id,
@@ -141,7 +141,7 @@ async def completion_chunks(
         yield chunk({"role": "assistant", "content": ""}, None)
         async for token in stream.tokens():
             yield chunk({"content": token}, None)
-        final = QueryOut(**await stream.final())
+        final = await stream.final()
         observe(final)
         yield chunk({}, "stop", docqa=final.model_dump())
     except DocqaError as exc:

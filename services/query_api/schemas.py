@@ -1,10 +1,20 @@
-"""Request and response bodies of the query API."""
+"""Request and response bodies of the query API.
+
+Responses are the engine's own typed answer (``query_engine.answer``): the route, the SSE
+``done`` event, the OpenAI route and the cache serialise the same objects.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
+
+from query_engine.answer import Answer, Citation, FaqMatch, Grounding
+
+__all__ = ["Citation", "FaqMatch", "Grounding", "QueryIn", "QueryOut", "RetrieveOut"]
+
+QueryOut = Answer
 
 
 class QueryIn(BaseModel):
@@ -26,50 +36,6 @@ class QueryIn(BaseModel):
         if not value.strip():
             raise ValueError("question must not be empty")
         return value.strip()
-
-
-class Citation(BaseModel):
-    n: int
-    doc_id: str
-    title: str
-    section: str
-    page: int | None
-    char_start: int | None
-    char_end: int | None
-    score: float
-    dense_score: float | None = None
-    bm25_score: float | None = None
-    cited: bool = Field(False, description="the answer refers to this source as [n]")
-    text: str
-
-
-class Grounding(BaseModel):
-    verified: bool
-    unsupported: list[dict[str, Any]]
-    checked_claims: int
-
-
-class FaqHit(BaseModel):
-    id: str
-    question: str = Field(description="the curated question that matched")
-    score: float = Field(description="1.0 for an exact match, else the embedding similarity")
-    match: str = Field(description='"exact" or "similar"')
-
-
-class QueryOut(BaseModel):
-    answer: str
-    citations: list[Citation]
-    grounding: Grounding
-    not_found: bool
-    cached: bool = Field(False, description="served from the answer cache")
-    coalesced: bool = Field(
-        False, description="an identical concurrent question computed this answer"
-    )
-    faq: FaqHit | None = Field(None, description="answered from the collection's FAQ")
-    standalone_question: str | None = Field(
-        None, description="a follow-up in a session, rewritten for retrieval"
-    )
-    timings_ms: dict[str, float]
 
 
 class RetrieveOut(BaseModel):

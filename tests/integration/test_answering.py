@@ -27,7 +27,6 @@ from llama_index.core.llms.callbacks import llm_completion_callback
 
 from deploy import processes, stack
 from services.query_api.app import build_app as build_query_app
-from services.query_api.wiring import install_answering
 from tests.conftest import Servers
 from tests.fixtures.documents import ENGLISH_GUIDE, KOREAN_RULES
 from tests.integration.conftest import (
@@ -271,8 +270,7 @@ async def test_grounding_flags_a_planted_wrong_number(
     await ingest(indexing_client, collection, [GUIDE])
     app = build_query_app(query_settings(data_servers))
     async with running(app) as client:
-        app.state.llm = ScriptedLLM(answer=answer)
-        install_answering(app)
+        app.state.runtime.use_llm(ScriptedLLM(answer=answer))
         body = await ask(client, collection, "How often should the burrs be brushed?")
     assert body["answer"] == answer  # the default policy flags, it does not rewrite
     assert body["grounding"]["verified"] is verified

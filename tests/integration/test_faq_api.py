@@ -52,7 +52,7 @@ def client(faq_app: tuple[FastAPI, httpx.AsyncClient]) -> httpx.AsyncClient:
 
 @pytest.fixture
 def faq(faq_app: tuple[FastAPI, httpx.AsyncClient]) -> FaqStore:
-    store: FaqStore = faq_app[0].state.faq
+    store: FaqStore = faq_app[0].state.runtime.faq
     return store
 
 
@@ -222,7 +222,7 @@ async def test_other_refusals(client: httpx.AsyncClient, collection: str) -> Non
 async def watcher_sees_redis_gone(app: FastAPI) -> None:
     async with asyncio.timeout(5):
         for _ in itertools.count():
-            if not app.state.versions.live:
+            if not app.state.runtime.versions.live:
                 return
             await asyncio.sleep(0.01)
 
@@ -239,12 +239,12 @@ async def test_with_redis_stopped_matching_misses_and_admin_is_503(
         app = build_query_app(settings)
         async with running(app) as client:
             assert (await put(client, collection, [PASSWORD])).status_code == 200
-            before = await app.state.faq.match(collection, PASSWORD["question"])
+            before = await app.state.runtime.faq.match(collection, PASSWORD["question"])
             processes.stop(spec.pid_path)
             # until the version watcher sees its connection drop (a loop turn or two), the
             # snapshot it vouched for may still answer; after that nothing local is trusted
             await watcher_sees_redis_gone(app)
-            after = await app.state.faq.match(collection, PASSWORD["question"])
+            after = await app.state.runtime.faq.match(collection, PASSWORD["question"])
             admin = await put(client, collection, [FOOD])
             listed = await client.get(faq_url(collection), headers=ADMIN_AUTH)
     finally:
@@ -304,7 +304,7 @@ async def test_an_edit_on_one_replica_is_seen_by_another_at_once(
     settings = query_settings(data_servers, cache={"version_max_age_s": 30})
     first, second = build_query_app(settings), build_query_app(settings)
     async with running(first) as first_client, running(second):
-        other: FaqStore = second.state.faq
+        other: FaqStore = second.state.runtime.faq
         assert await other.match(collection, PASSWORD["question"]) is None  # copy now held
         assert (await put(first_client, collection, [PASSWORD])).status_code == 200
         seen_after_put = await eventually_matches(other, collection, PASSWORD["question"])
@@ -325,11 +325,11 @@ async def test_deleting_the_collection_deletes_its_faq(
         document = {"doc_id": "d1", "title": "Help", "text": "Passwords are reset by e-mail."}
         assert (await ingest(indexing, collection, [document]))["state"] == "succeeded"
         await put(client, collection, [PASSWORD, FOOD])
-        assert await query_app.state.faq.match(collection, PASSWORD["question"]) is not None
+        assert await query_app.state.runtime.faq.match(collection, PASSWORD["question"]) is not None
 
         dropped = await indexing.delete(f"/v1/collections/{collection}", headers=ADMIN_AUTH)
         still_matches = await eventually_matches(
-            query_app.state.faq, collection, PASSWORD["question"]
+            query_app.state.runtime.faq, collection, PASSWORD["question"]
         )
         listed = await client.get(faq_url(collection), headers=ADMIN_AUTH)
 

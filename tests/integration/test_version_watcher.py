@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from docqa_core.redis_keys import version_key
 from indexing.index_version import bump_version
+from query_engine.answer import VERIFIED_WITHOUT_CLAIMS, Answer
 from query_engine.cache import AnswerCache, AnswerKeyParts
 from query_engine.versions import VersionWatcher
 from tests.conftest import Servers
@@ -130,6 +131,15 @@ def key_parts(question: str) -> AnswerKeyParts:
     )
 
 
+TWO_YEARS = Answer(
+    answer="two years",
+    citations=[],
+    grounding=VERIFIED_WITHOUT_CLAIMS,
+    not_found=False,
+    timings_ms={},
+)
+
+
 async def lookups_in_redis(redis: Redis) -> int:
     stats = await redis.info("commandstats")
     return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
@@ -144,12 +154,12 @@ async def test_a_hot_hit_costs_no_round_trip_and_a_reingest_still_misses(
     parts = key_parts("How long is the warranty?")
     key, hit = await cache.lookup(parts)
     assert hit is None and key is not None
-    await cache.put(key, {"answer": "two years", "citations": []})
+    await cache.put(key, TWO_YEARS)
 
     calls_before = await lookups_in_redis(redis)
     for _ in range(5):
         _, hit = await cache.lookup(parts)
-        assert hit is not None and hit.as_dict()["answer"] == "two years"
+        assert hit is not None and hit.to_answer().answer == "two years"
     assert await lookups_in_redis(redis) == calls_before
 
     await bump_version(redis, prefix, "kb")  # what ingestion does after committing
@@ -168,7 +178,7 @@ async def test_without_a_live_watcher_every_lookup_asks_redis(redis: Redis, pref
     parts = key_parts("Where is the serial number?")
     key, _ = await cache.lookup(parts)
     assert key is not None
-    await cache.put(key, {"answer": "under the base", "citations": []})
+    await cache.put(key, TWO_YEARS.model_copy(update={"answer": "under the base"}))
     calls_before = await lookups_in_redis(redis)
     for _ in range(3):
         _, hit = await cache.lookup(parts)

@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 
 from docqa_core.errors import InvalidRequest
+from query_engine.answer import ANSWER_SCHEMA_FINGERPRINT, VERIFIED_WITHOUT_CLAIMS, Answer
 from query_engine.cache import (
     AnswerCache,
     AnswerKeyParts,
@@ -21,6 +22,14 @@ from query_engine.cache import (
 )
 from query_engine.memory import Turn, condense_question, sane_standalone, trim_to_budget
 from services.query_api.openai_routes import ChatMessageIn, question_and_history
+
+ANSWER = Answer(
+    answer="a",
+    citations=[],
+    grounding=VERIFIED_WITHOUT_CLAIMS,
+    not_found=False,
+    timings_ms={"total": 3.0},
+)
 
 # nothing listens on port 1: every call fails the way a dead Redis does
 DEAD_REDIS_URL = "redis://127.0.0.1:1/0"
@@ -134,14 +143,14 @@ async def test_answer_cache_without_redis_is_a_miss_and_still_computes_once() ->
     try:
         assert await cache.lookup(parts()) == (None, None)
         assert await cache.get("t:answer:x") is None
-        await cache.put("t:answer:x", {"answer": "a"})  # swallowed, logged
+        await cache.put("t:answer:x", ANSWER)  # swallowed, logged
         calls = 0
 
-        async def compute() -> dict[str, Any]:
+        async def compute() -> Answer:
             nonlocal calls
             calls += 1
             await asyncio.sleep(0.02)
-            return {"answer": "a"}
+            return ANSWER
 
         results = await asyncio.gather(*(cache.compute_once("k", compute) for _ in range(5)))
     finally:
@@ -254,3 +263,19 @@ def test_a_cache_hit_is_the_stored_answer_plus_its_per_response_fields() -> None
         "coalesced": False,
         "timings_ms": {"total": 1.5},
     }
+
+
+def test_a_stored_answer_leaves_out_the_per_response_fields_and_reads_back_whole() -> None:
+    stored = ANSWER.model_copy(update={"cached": False, "coalesced": True}).stored_json()
+    assert set(json.loads(stored)) == set(Answer.model_fields) - {
+        "cached",
+        "coalesced",
+        "timings_ms",
+    }
+    hit = CachedAnswer(stored).to_answer({"total": 0.2})
+    assert hit == ANSWER.model_copy(update={"cached": True, "timings_ms": {"total": 0.2}})
+
+
+def test_a_change_of_the_answer_schema_changes_every_key() -> None:
+    assert parts().answer_schema == ANSWER_SCHEMA_FINGERPRINT
+    assert parts(answer_schema="an-older-shape").digest() != parts().digest()

@@ -1,10 +1,11 @@
-"""The cached-answer fast path in front of ``POST /v1/query``.
+"""The one front door of ``POST /v1/query`` (auth → validation → lookup, then the route).
 
-The app is the real factory with the real query router and the fast path; the answerer is a
-fake of our own seam (``Answerer.cached_only`` / ``Answerer.answer``) holding cached answers as
-the real cache stores them (``CachedAnswer`` bytes). What is checked: a hit is answered without
-reaching the route and with the bytes the route would send; everything else reaches the route
-with its body intact, so refusals keep their error envelope.
+The app is the real factory with the real query router and the front door; the answerer is a
+fake of our own seam (``Answerer.lookup`` / ``answer`` / ``stream``) holding cached answers as
+the real cache stores them (``CachedAnswer`` bytes). What is checked: the lookup (session
+context, FAQ, cache) runs exactly once per request whichever way it goes; a hit is answered
+without reaching the route, with the bytes the route would send; a miss reaches the route with
+its body intact and the lookup already done; refusals keep their error envelope.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -20,10 +22,11 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from pydantic import SecretStr
 
-from query_engine.answering import AnswerRequest, AnswerStream, CachedHit
+from query_engine.answer import Answer
+from query_engine.answering import AnswerRequest, AnswerStream, CachedHit, Lookup
 from query_engine.cache import CachedAnswer
 from services.common.settings import AuthSettings, QuerySettings
-from services.query_api.fast_path import MAX_FAST_BODY_BYTES, CachedQueryFastPath
+from services.query_api.front_door import MAX_FAST_BODY_BYTES, QueryFrontDoor
 from services.query_api.routes import router
 from tests.unit._apps import create_test_app
 
@@ -44,32 +47,50 @@ CACHED_QUESTION = "How long is the warranty?"
 
 
 class FakeAnswerer:
-    """Answers from ``cached`` (question → stored answer); records what reached which method."""
+    """Looks up in ``cached`` (question → stored answer); records every lookup and what reached
+    the route's methods (with the lookup they were handed, if any)."""
 
     def __init__(self) -> None:
         self.cached = {CACHED_QUESTION: json.dumps(STORED).encode()}
-        self.fast_lookups: list[AnswerRequest] = []
-        self.route_requests: list[AnswerRequest] = []
+        self.lookups: list[AnswerRequest] = []
+        self.route_calls: list[tuple[AnswerRequest, Lookup | None]] = []
+        self.remembered: list[AnswerRequest] = []
 
-    async def cached_only(self, request: AnswerRequest) -> CachedHit | None:
-        self.fast_lookups.append(request)
-        raw = self.cached.get(request.question)
-        return CachedHit(CachedAnswer(raw), {"total": 0.5}) if raw else None
-
-    async def stream(self, request: AnswerRequest) -> AnswerStream:
-        self.route_requests.append(request)
-        return AnswerStream.complete({**STORED, "cached": False, "coalesced": False})
-
-    async def answer(self, request: AnswerRequest) -> CachedHit | dict[str, Any]:
-        self.route_requests.append(request)
+    async def lookup(self, request: AnswerRequest) -> Lookup:
+        self.lookups.append(request)
+        found = Lookup(request, request.question, [])
         raw = self.cached.get(request.question)
         if raw:
-            return CachedHit(CachedAnswer(raw), {"total": 0.5})
-        fresh = {**STORED, "answer": f"fresh: {request.question}"}
-        return {**fresh, "cached": False, "coalesced": False, "timings_ms": {"total": 9.0}}
+            found.early = CachedHit(CachedAnswer(raw), {"total": 0.5})
+        return found
+
+    async def remember(self, request: AnswerRequest, answer: Any) -> None:
+        self.remembered.append(request)
+
+    async def answer(self, request: AnswerRequest, looked_up: Lookup | None = None) -> Any:
+        self.route_calls.append((request, looked_up))
+        found = looked_up or await self.lookup(request)
+        if found.early is not None:
+            return found.early
+        fresh = {**STORED, "answer": f"fresh: {request.question}", "timings_ms": {"total": 9.0}}
+        return Answer.model_validate(fresh)
+
+    async def stream(self, request: AnswerRequest, looked_up: Lookup | None = None) -> AnswerStream:
+        self.route_calls.append((request, looked_up))
+        found = looked_up or await self.lookup(request)
+        early = found.early
+        if isinstance(early, CachedHit):
+            return AnswerStream.complete(early.to_answer())
+        return AnswerStream.complete(Answer.model_validate({**STORED, "timings_ms": {}}))
 
 
-def build(answerer: FakeAnswerer, *, fast_path: bool = True) -> FastAPI:
+@dataclass
+class FakeRuntime:
+    settings: QuerySettings
+    answerer: FakeAnswerer
+
+
+def build(answerer: FakeAnswerer, *, front_door: bool = True) -> FastAPI:
     settings = QuerySettings(
         log_json=False,
         auth=AuthSettings(query_keys=[SecretStr(QUERY_KEY)], admin_keys=[SecretStr(ADMIN_KEY)]),
@@ -77,16 +98,16 @@ def build(answerer: FakeAnswerer, *, fast_path: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.answerer = answerer
+        app.state.runtime = FakeRuntime(settings, answerer)
         yield
 
     return create_test_app(
-        title="fast-path-test",
-        service="fastpath",
+        title="front-door-test",
+        service="frontdoor",
         settings=settings,
         lifespan=lifespan,
         routers=[router],
-        inner_middleware=[CachedQueryFastPath] if fast_path else [],
+        inner_middleware=[QueryFrontDoor] if front_door else [],
     )
 
 
@@ -110,7 +131,7 @@ async def test_a_hit_is_answered_before_the_route_with_the_routes_bytes() -> Non
     answerer = FakeAnswerer()
     async with (
         client_for(build(answerer)) as fast,
-        client_for(build(answerer, fast_path=False)) as plain,
+        client_for(build(answerer, front_door=False)) as plain,
     ):
         via_fast = await fast.post("/v1/query", json=ask(), headers=AUTH)
         via_route = await plain.post("/v1/query", json=ask(), headers=AUTH)
@@ -119,13 +140,14 @@ async def test_a_hit_is_answered_before_the_route_with_the_routes_bytes() -> Non
     assert via_fast.headers["content-type"] == via_route.headers["content-type"]
     assert without_timings(via_fast.json()) == without_timings(via_route.json())
     assert via_fast.json()["cached"] is True and via_fast.headers["x-request-id"]
-    assert len(answerer.route_requests) == 1  # only the app without the fast path asked it
-    assert answerer.fast_lookups[0].top_k == QuerySettings().retrieval.top_k
+    assert len(answerer.route_calls) == 1  # only the app without the front door reached it
+    assert len(answerer.lookups) == 2  # one per request, whichever door
+    assert answerer.lookups[0].top_k == QuerySettings().retrieval.top_k
 
 
 async def test_a_hit_is_counted_under_the_query_route() -> None:
     def served() -> float:
-        labels = {"service": "fastpath", "method": "POST", "route": "/v1/query", "status": "200"}
+        labels = {"service": "frontdoor", "method": "POST", "route": "/v1/query", "status": "200"}
         return REGISTRY.get_sample_value("docqa_http_requests_total", labels) or 0.0
 
     before = served()
@@ -134,7 +156,7 @@ async def test_a_hit_is_counted_under_the_query_route() -> None:
     assert served() == before + 1
 
 
-async def test_a_miss_reaches_the_route_with_its_body() -> None:
+async def test_a_miss_reaches_the_route_with_its_body_and_is_looked_up_once() -> None:
     answerer = FakeAnswerer()
     async with client_for(build(answerer)) as client:
         response = await client.post(
@@ -144,7 +166,9 @@ async def test_a_miss_reaches_the_route_with_its_body() -> None:
         )
     assert response.status_code == 200
     assert response.json()["answer"] == "fresh: Who makes it?"
-    reached = answerer.route_requests[0]
+    assert len(answerer.lookups) == 1  # by the front door; the route was handed its result
+    reached, looked_up = answerer.route_calls[0]
+    assert looked_up is not None and looked_up.request == reached
     assert (reached.question, reached.top_k, dict(reached.filters)) == (
         "Who makes it?",
         2,
@@ -167,7 +191,7 @@ async def test_a_cached_answer_needs_a_query_key_all_the_same(
         response = await client.post("/v1/query", json=ask(), headers=headers)
     assert response.status_code == status
     assert response.json()["error"]["code"] == code
-    assert answerer.fast_lookups == [] and answerer.route_requests == []
+    assert answerer.lookups == [] and answerer.route_calls == []
 
 
 @pytest.mark.parametrize(
@@ -187,27 +211,39 @@ async def test_bad_requests_get_the_routes_error_envelope(content: bytes, status
         )
     assert response.status_code == status, response.text
     assert response.json()["error"]["code"] in {"invalid_json", "invalid_request"}
-    assert answerer.route_requests == []
+    assert answerer.lookups == [] and answerer.route_calls == []
 
 
-@pytest.mark.parametrize("extra", [{"session_id": "s1"}, {"stream": True}])
-async def test_sessions_and_streams_are_left_to_the_route(extra: dict[str, Any]) -> None:
+async def test_a_session_hit_is_answered_and_remembered_by_the_front_door() -> None:
     answerer = FakeAnswerer()
     async with client_for(build(answerer)) as client:
-        response = await client.post("/v1/query", json=ask(**extra), headers=AUTH)
+        response = await client.post("/v1/query", json=ask(session_id="s1"), headers=AUTH)
+    assert response.status_code == 200 and response.json()["cached"] is True
+    assert len(answerer.lookups) == 1 and answerer.route_calls == []
+    assert [r.session_id for r in answerer.remembered] == ["s1"]
+
+
+@pytest.mark.parametrize("question", [CACHED_QUESTION, "Who makes it?"])
+async def test_a_stream_is_looked_up_once_and_streamed_by_the_route(question: str) -> None:
+    answerer = FakeAnswerer()
+    async with client_for(build(answerer)) as client:
+        response = await client.post("/v1/query", json=ask(question, stream=True), headers=AUTH)
     assert response.status_code == 200
-    assert answerer.fast_lookups == []
-    assert len(answerer.route_requests) == 1
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert "event: done" in response.text
+    assert len(answerer.lookups) == 1
+    (_, looked_up), *_ = answerer.route_calls
+    assert looked_up is not None
 
 
-async def test_a_body_too_big_for_the_fast_path_reaches_the_route_whole() -> None:
+async def test_a_body_too_big_for_the_front_door_reaches_the_route_whole() -> None:
     answerer = FakeAnswerer()
     long_question = "warranty " * (MAX_FAST_BODY_BYTES // 9 + 10)
     async with client_for(build(answerer)) as client:
         response = await client.post("/v1/query", json=ask(long_question), headers=AUTH)
     assert response.status_code == 422  # the route's own question-length limit
     assert "characters" in response.json()["error"]["message"]
-    assert answerer.fast_lookups == []
+    assert answerer.lookups == []
 
 
 async def test_other_routes_are_untouched() -> None:

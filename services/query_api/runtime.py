@@ -1,0 +1,210 @@
+"""What the query service is made of, built in one place and in one order.
+
+:class:`QueryRuntime` is created by the app's lifespan (:meth:`QueryRuntime.start`), kept on
+``app.state.runtime`` and closed on shutdown (:meth:`QueryRuntime.aclose`). Routes and the front
+door read it through ``deps.RuntimeDep``; nothing else of the query side lives on ``app.state``.
+
+Start order: data clients (Redis, Milvus, embedder) → the vLLM pool and the models warm up
+together → version watcher → caches, sessions, FAQ → the answerer that ties them together.
+Stop order is the reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from llama_index.core.llms import LLM
+
+from indexing.generations import CurrentGenerationFilter
+from query_engine.answering import Answerer, AnswererConfig, AnswerRequest
+from query_engine.cache import AnswerCache, CachedQueryEmbedder
+from query_engine.engine import DocqaQueryEngine, EngineConfig
+from query_engine.faq import FaqConfig, FaqStore
+from query_engine.llm.pooled_llm import PooledLLM
+from query_engine.memory import SessionStore
+from query_engine.retrieval import HybridRetriever, RetrievalConfig
+from query_engine.versions import VersionWatcher
+from services.common.clients import DataClients, build_data_clients, warm_up_models
+from services.common.health import DependencyCheck
+from services.common.llm_pool import build_pooled_llm
+from services.common.settings import QuerySettings
+
+
+@dataclass
+class QueryRuntime:
+    settings: QuerySettings
+    clients: DataClients
+    llm: LLM  # the pooled LLM; a test may put a scripted one here through use_llm
+    versions: VersionWatcher
+    embedder: CachedQueryEmbedder  # query embeddings cached in process and in Redis
+    generations: CurrentGenerationFilter
+    answer_cache: AnswerCache | None
+    sessions: SessionStore
+    faq: FaqStore
+    answerer: Answerer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.answerer = self._build_answerer()
+
+    @classmethod
+    async def start(cls, settings: QuerySettings) -> QueryRuntime:
+        clients = build_data_clients(settings)
+        llm = build_pooled_llm(settings.llm)
+        try:
+            # the pool discovers and probes the servers while the models load
+            await asyncio.gather(llm.pool.start(), warm_up_models(clients.embedder))
+        except BaseException:
+            await llm.pool.aclose()  # its watcher tasks must not outlive a failed start
+            await clients.aclose()
+            raise
+        # local copies of index and FAQ versions: a cache hit needs no Redis round trip
+        versions = VersionWatcher(
+            clients.redis,
+            prefix=settings.redis.key_prefix,
+            max_age_s=settings.cache.version_max_age_s,
+        )
+        versions.start()
+        return cls.assemble(settings, clients, llm, versions)
+
+    @classmethod
+    def assemble(
+        cls, settings: QuerySettings, clients: DataClients, llm: LLM, versions: VersionWatcher
+    ) -> QueryRuntime:
+        """The domain objects over started clients (no I/O)."""
+        prefix = settings.redis.key_prefix
+        embedder = CachedQueryEmbedder(
+            clients.embedder,
+            clients.redis,
+            prefix=prefix,
+            model=settings.embedder.model,
+            ttl_s=settings.cache.embedding_ttl_s,
+        )
+        return cls(
+            settings=settings,
+            clients=clients,
+            llm=llm,
+            versions=versions,
+            embedder=embedder,
+            # a document being replaced shows readers exactly one generation of its chunks
+            generations=CurrentGenerationFilter(clients.redis, prefix),
+            answer_cache=_answer_cache(settings, clients, versions),
+            sessions=SessionStore(
+                clients.redis,
+                prefix=prefix,
+                ttl_s=settings.sessions.ttl_s,
+                max_history_tokens=settings.sessions.max_history_tokens,
+                max_turns=settings.sessions.max_turns,
+            ),
+            # the FAQ embeds through the same cached embedder as retrieval
+            faq=FaqStore(
+                clients.redis,
+                prefix=prefix,
+                config=faq_config(settings),
+                embedder=embedder,
+                versions=versions,
+            ),
+        )
+
+    async def aclose(self) -> None:
+        await self.versions.aclose()
+        pool = getattr(self.llm, "pool", None)
+        if pool is not None:
+            await pool.aclose()
+        await self.clients.aclose()
+
+    def use_llm(self, llm: LLM) -> None:
+        """Answer with another LLM from now on (tests script the model this way)."""
+        self.llm = llm
+        self.answerer = self._build_answerer()
+
+    def readiness_checks(self) -> tuple[DependencyCheck, ...]:
+        checks = [
+            DependencyCheck("milvus", self.clients.store.ping),
+            DependencyCheck("redis", self.clients.redis.ping, required=False),
+        ]
+        if isinstance(self.llm, PooledLLM):  # ready when a vLLM server serves the model
+            checks.append(DependencyCheck("llm", self.llm.pool.check_ready))
+        return tuple(checks)
+
+    def retriever(self, collection: str, top_k: int, filters: Mapping[str, Any]) -> HybridRetriever:
+        return HybridRetriever(
+            store=self.clients.store,
+            embedder=self.embedder,
+            collection=collection,
+            config=retrieval_config(self.settings, top_k),
+            filters=filters,
+            generations=self.generations,
+        )
+
+    def _engine_for(self, request: AnswerRequest, llm: LLM) -> DocqaQueryEngine:
+        settings = self.settings
+        return DocqaQueryEngine(
+            retriever=self.retriever(request.collection, request.top_k, request.filters),
+            llm=llm,
+            config=EngineConfig(
+                context_window=settings.llm.context_window,
+                max_answer_tokens=settings.llm.max_answer_tokens,
+                grounding_policy=settings.grounding_policy,
+            ),
+        )
+
+    def _build_answerer(self) -> Answerer:
+        settings = self.settings
+        return Answerer(
+            config=AnswererConfig(
+                model=settings.llm.model,
+                grounding_policy=settings.grounding_policy,
+                max_answer_tokens=settings.llm.max_answer_tokens,
+                retrieval_fingerprint=json.dumps(settings.retrieval.model_dump(), sort_keys=True),
+                condense_timeout_s=settings.sessions.condense_timeout_s,
+            ),
+            llm=self.llm,
+            engine_for=self._engine_for,
+            answer_cache=self.answer_cache,
+            sessions=self.sessions,
+            faq=self.faq.lookup,
+        )
+
+
+def _answer_cache(
+    settings: QuerySettings, clients: DataClients, versions: VersionWatcher
+) -> AnswerCache | None:
+    if not settings.cache.enabled:
+        return None
+    return AnswerCache(
+        clients.redis,
+        prefix=settings.redis.key_prefix,
+        ttl_s=settings.cache.answer_ttl_s,
+        lock_ttl_s=settings.cache.coalesce_wait_s,
+        versions=versions,
+        hot_entries=settings.cache.hot_entries,
+    )
+
+
+def retrieval_config(settings: QuerySettings, top_k: int) -> RetrievalConfig:
+    r = settings.retrieval
+    return RetrievalConfig(
+        top_k=top_k,
+        candidates=max(r.candidates, top_k),
+        fusion=r.fusion,
+        rrf_k=r.rrf_k,
+        dense_weight=r.dense_weight,
+        sparse_weight=r.sparse_weight,
+        min_dense_score=r.min_dense_score,
+    )
+
+
+def faq_config(settings: QuerySettings) -> FaqConfig:
+    return FaqConfig(
+        enabled=settings.faq.enabled,
+        similarity_threshold=settings.faq.similarity_threshold,
+        max_entries_per_collection=settings.faq.max_entries_per_collection,
+        max_entries_per_request=settings.faq.max_entries_per_request,
+        max_question_chars=settings.limits.max_question_chars,
+        max_answer_chars=settings.faq.max_answer_chars,
+        model=settings.embedder.model,
+    )
