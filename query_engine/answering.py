@@ -17,10 +17,11 @@ import httpx
 from llama_index.core.base.response.schema import Response
 from llama_index.core.llms import LLM
 
-from docqa_core.errors import DependencyUnavailable, DocqaError
+from docqa_core.errors import DependencyUnavailable, DocqaError, RateLimited
 from query_engine.answer import (
     VERIFIED_WITHOUT_CLAIMS,
     Answer,
+    AnswerMode,
     FaqMatch,
     Grounding,
     citations_from,
@@ -45,6 +46,7 @@ class AnswerRequest:
     session_id: str | None = None
     owner: str = ""  # fingerprint of the API key: sessions are private to it
     history: Sequence[Turn] = ()  # earlier turns sent by the client (OpenAI-style requests)
+    answer_mode: AnswerMode | None = None  # None: the server's default
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ class AnswererConfig:
     max_answer_tokens: int
     retrieval_fingerprint: str
     condense_timeout_s: float
+    default_mode: AnswerMode = "auto"
 
 
 class FaqLookup(Protocol):
@@ -129,10 +132,10 @@ class Answerer:
             await self.remember(request, found.early)
             return found.early
         if found.cache_key is None:
-            answer = await self._generate(found)
+            answer = await self._compute(found)
         else:
             answer, shared = await self._cache_or_fail().compute_once(
-                found.cache_key, lambda: self._generate(found)
+                found.cache_key, lambda: self._compute(found)
             )
             answer = answer.model_copy(update={"cached": False, "coalesced": shared})
         await self.remember(request, answer)
@@ -146,18 +149,27 @@ class Answerer:
             await self.remember(request, found.early)
             early = found.early
             return AnswerStream.complete(early if isinstance(early, Answer) else early.to_answer())
+        mode = self._mode(request)
         engine = self._engine_for(request, self._llm_for(request))
         prepared = await engine.prepare(found.question, history_messages(found.history))
-        tokens = engine.stream_tokens(prepared)
-        first = await _first_token(tokens)
 
         async def finish(raw_answer: str) -> Answer:
-            answer = answer_from_response(engine.finish(prepared, raw_answer), found.standalone())
+            answer = await self._checked(found, engine, prepared, raw_answer, mode)
             if found.cache_key is not None and self._cache is not None:
                 await self._cache.put(found.cache_key, answer)
             await self.remember(request, answer)
             return answer
 
+        if mode == "extractive" or prepared.not_found:
+            return AnswerStream.complete(await finish(""))
+        tokens = engine.stream_tokens(prepared)
+        try:
+            first = await _first_token(tokens)
+        except (DependencyUnavailable, RateLimited) as exc:
+            if mode != "auto":
+                raise
+            answer = await self._extracted(found, engine, prepared, _unavailable_reason(exc))
+            return AnswerStream.complete(answer)
         return AnswerStream(first, tokens, finish)
 
     async def remember(self, request: AnswerRequest, answer: Answer | CachedHit) -> None:
@@ -181,11 +193,50 @@ class Answerer:
         )
         return Lookup(request, question, history)
 
-    async def _generate(self, found: Lookup) -> Answer:
+    def _mode(self, request: AnswerRequest) -> AnswerMode:
+        return request.answer_mode or self._config.default_mode
+
+    async def _compute(self, found: Lookup) -> Answer:
+        """Retrieve and pack, then answer in the request's mode."""
+        mode = self._mode(found.request)
         engine = self._engine_for(found.request, self._llm_for(found.request))
         prepared = await engine.prepare(found.question, history_messages(found.history))
-        raw_answer = await _whole_answer(engine, prepared)
-        return answer_from_response(engine.finish(prepared, raw_answer), found.standalone())
+        if mode == "extractive" or prepared.not_found:
+            return await self._checked(found, engine, prepared, "", mode)
+        try:
+            raw_answer = await _whole_answer(engine, prepared)
+        except (DependencyUnavailable, RateLimited) as exc:
+            if mode != "auto":
+                raise
+            # the graceful path under load or outage: answers keep coming without the LLM
+            return await self._extracted(found, engine, prepared, _unavailable_reason(exc))
+        return await self._checked(found, engine, prepared, raw_answer, mode)
+
+    async def _checked(
+        self,
+        found: Lookup,
+        engine: DocqaQueryEngine,
+        prepared: PreparedQuery,
+        raw_answer: str,
+        mode: AnswerMode,
+    ) -> Answer:
+        """The answer in ``mode``; in ``auto``, the generated one unless it fails its checks."""
+        if mode == "extractive" or prepared.not_found:
+            return answer_from_response(await engine.extract(prepared), found.standalone())
+        generated = answer_from_response(engine.finish(prepared, raw_answer), found.standalone())
+        reason = _fallback_reason(generated) if mode == "auto" else None
+        if reason is None:
+            return generated
+        extracted = await self._extracted(found, engine, prepared, reason)
+        if generated.not_found and extracted.not_found:
+            return generated  # both say "not found": the model's own words are fine
+        return extracted
+
+    async def _extracted(
+        self, found: Lookup, engine: DocqaQueryEngine, prepared: PreparedQuery, reason: str
+    ) -> Answer:
+        answer = answer_from_response(await engine.extract(prepared), found.standalone())
+        return answer.model_copy(update={"fallback_reason": reason})
 
     def _key_parts(self, found: Lookup) -> AnswerKeyParts:
         request = found.request
@@ -199,6 +250,7 @@ class Answerer:
             grounding_policy=self._config.grounding_policy,
             max_answer_tokens=self._config.max_answer_tokens,
             retrieval_config=self._config.retrieval_fingerprint,
+            answer_mode=self._mode(request),
         )
 
     def _llm_for(self, request: AnswerRequest) -> LLM:
@@ -222,6 +274,7 @@ def answer_from_response(response: Response, standalone_question: str | None) ->
         citations=citations_from(response.source_nodes, frozenset(metadata.get("cited", ()))),
         grounding=Grounding.model_validate(metadata["grounding"]),
         not_found=bool(metadata.get("not_found")),
+        answer_mode=metadata.get("answer_mode", "generative"),
         standalone_question=standalone_question,
         timings_ms=metadata.get("timings_ms", {}),
     )
@@ -281,6 +334,21 @@ class AnswerStream:
             await self._rest.aclose()
 
 
+def _fallback_reason(generated: Answer) -> str | None:
+    """Why ``auto`` should not return the generated answer (None: return it)."""
+    if generated.not_found:
+        return "llm_found_nothing"  # the extractive answer is tried; it may also find nothing
+    if generated.grounding.unsupported:
+        return "unsupported_claims"
+    if not generated.grounding.answers_question:
+        return "does_not_answer"
+    return None
+
+
+def _unavailable_reason(exc: DocqaError) -> str:
+    return "llm_saturated" if isinstance(exc, RateLimited) else "llm_unavailable"
+
+
 async def _whole_answer(engine: DocqaQueryEngine, prepared: PreparedQuery) -> str:
     """The answer for a JSON response. It is streamed too (for the first-token timing), but the
     client has seen none of it, so an LLM server dying mid-answer is retried once from the start:
@@ -330,6 +398,7 @@ def _faq_answer(hit: Mapping[str, Any], found: Lookup) -> Answer:
         citations=[],
         grounding=VERIFIED_WITHOUT_CLAIMS,
         not_found=False,
+        answer_mode="faq",
         faq=FaqMatch(
             id=hit["id"], question=hit["question"], score=hit["score"], match=hit["match"]
         ),

@@ -64,6 +64,7 @@ class AnswerKeyParts:
     retrieval_config: str = ""  # weights, thresholds: a new deployment must not reuse old answers
     # the fields of an answer: a deploy that changes them must not serve old-shaped answers
     answer_schema: str = ANSWER_SCHEMA_FINGERPRINT
+    answer_mode: str = "generative"
 
     def digest(self) -> str:
         payload = {
@@ -76,6 +77,7 @@ class AnswerKeyParts:
             "max_tokens": self.max_answer_tokens,
             "retrieval": self.retrieval_config,
             "schema": self.answer_schema,
+            "mode": self.answer_mode,
         }
         encoded = orjson.dumps(payload, default=str, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(encoded).hexdigest()[:32]

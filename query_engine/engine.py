@@ -23,9 +23,13 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 
 from docqa_core.citations import all_cited
 from docqa_core.scripts import detect_language
-from query_engine.grounding import GroundingPolicy, apply_policy, check_grounding
+from indexing.analysis import analyze_many
+from query_engine.answer_types import answers_question
+from query_engine.extractive import ExtractiveConfig, SourceText, extract_answer, extractive_text
+from query_engine.grounding import GroundingPolicy, GroundingResult, apply_policy, check_grounding
 from query_engine.prompts import (
     ANSWER_STOP_SEQUENCES,
+    NOT_FOUND_ANSWERS,
     PromptSource,
     build_messages,
     estimate_llm_tokens,
@@ -40,6 +44,7 @@ class EngineConfig:
     context_window: int = 2048
     max_answer_tokens: int = 256
     grounding_policy: GroundingPolicy = "flag"
+    extractive: ExtractiveConfig = field(default_factory=ExtractiveConfig)
 
 
 @dataclass
@@ -112,21 +117,63 @@ class DocqaQueryEngine(CustomQueryEngine):
             await stream.aclose()
         prepared.timings_ms["llm_total"] = (time.perf_counter() - llm_started) * 1000
 
-    def finish(self, prepared: PreparedQuery, raw_answer: str) -> Response:
+    async def extract(self, prepared: PreparedQuery) -> Response:
+        """The extractive answer (no LLM): the source sentence that answers, quoted."""
+        if prepared.not_found:
+            return self.finish(prepared, "", mode="extractive")
+        started = time.perf_counter()
+        sources = [
+            SourceText(n, node.node.get_content(), context=_context_of(node))
+            for n, node in enumerate(prepared.nodes, start=1)
+        ]
+        # Kiwi analysis of every candidate sentence: CPU work, kept off the event loop
+        found = await asyncio.to_thread(
+            extract_answer, prepared.question, sources, analyze_many, self.config.extractive
+        )
+        prepared.timings_ms["extract"] = (time.perf_counter() - started) * 1000
+        return self.finish(prepared, extractive_text(found) if found else "", mode="extractive")
+
+    def finish(
+        self, prepared: PreparedQuery, raw_answer: str, *, mode: str = "generative"
+    ) -> Response:
         answer = raw_answer.strip() or not_found_answer(prepared.language)
         sources = {n: grounding_text(node) for n, node in enumerate(prepared.nodes, start=1)}
         grounding = check_grounding(answer, sources)
         refusal = not_found_answer(prepared.language)
         final = apply_policy(answer, grounding, self.config.grounding_policy, refusal=refusal)
+        not_found = prepared.not_found or is_refusal(final)
         prepared.timings_ms["total"] = (time.perf_counter() - prepared.started) * 1000
         metadata: dict[str, Any] = {
             "language": prepared.language,
-            "not_found": prepared.not_found,
-            "grounding": grounding.to_dict(),
+            "not_found": not_found,
+            "answer_mode": mode,
+            "grounding": _responsive_grounding(grounding, prepared.question, final, not_found),
             "cited": sorted(all_cited(final) & set(sources)),
             "timings_ms": {k: round(v, 2) for k, v in prepared.timings_ms.items()},
         }
         return Response(response=final, source_nodes=prepared.nodes, metadata=metadata)
+
+
+def _responsive_grounding(
+    grounding: GroundingResult, question: str, answer: str, not_found: bool
+) -> dict[str, Any]:
+    """Grounding as reported: ``verified`` means supported *and* responsive. An answer whose
+    facts are all in the sources but that gives no amount for 얼마 (or no date for 언제) does not
+    answer the question; "not found" answers nothing but claims nothing either."""
+    responsive = not not_found and answers_question(question, answer)
+    report = grounding.to_dict()
+    report["answers_question"] = responsive
+    report["verified"] = grounding.verified and (responsive or not_found)
+    return report
+
+
+def is_refusal(answer: str) -> bool:
+    return answer.strip() in NOT_FOUND_ANSWERS.values()
+
+
+def _context_of(node: NodeWithScore) -> str:
+    metadata = node.node.metadata
+    return f"{metadata.get('title') or ''}\n{metadata.get('section') or ''}"
 
 
 def grounding_text(node: NodeWithScore) -> str:

@@ -86,3 +86,9 @@ def _sentence_spans(text: str) -> list[_Span]:
 def split_sentences(text: str) -> list[str]:
     """Split an answer into sentences (Korean and English), keeping citation markers attached."""
     return [text[start:end] for start, end in _sentence_spans(text)]
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence of ``text``: line breaks always end one, a leading list
+    marker is not part of it. The extractive answerer quotes sources by these spans."""
+    return _sentence_spans(text)

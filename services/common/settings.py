@@ -402,3 +402,8 @@ class QuerySettings(CommonSettings):
     grounding_policy: Literal["flag", "drop", "refuse"] = Field(
         "flag", description="what to do with answer sentences whose facts are not in their sources"
     )
+    answer_mode: Literal["generative", "extractive", "auto"] = Field(
+        "auto",
+        description="default answer mode: auto generates and falls back to the extractive answer "
+        "when the generated one fails its checks or the LLM pool is down or saturated",
+    )

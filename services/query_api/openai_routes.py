@@ -22,6 +22,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from docqa_core.errors import DocqaError, InvalidRequest
+from query_engine.answer import AnswerMode
 from query_engine.answering import AnswerStream, CachedHit
 from query_engine.memory import Turn
 from services.common.auth import Scope, require_scope
@@ -62,6 +63,7 @@ class ChatCompletionIn(BaseModel):
     top_k: int | None = Field(None, ge=1, le=200)
     filters: dict[str, Any] = Field(default_factory=dict)
     session_id: str | None = Field(None, max_length=128)
+    answer_mode: AnswerMode | None = Field(None, description="as in POST /v1/query")
     # accepted for compatibility; docqa's answer length and sampling are server settings
     max_tokens: int | None = None
     temperature: float | None = None
@@ -93,6 +95,7 @@ async def chat_completions(body: ChatCompletionIn, request: Request, runtime: Ru
         filters=body.filters,
         session_id=body.session_id,
         history=history,
+        answer_mode=body.answer_mode,
     )
     completion_id = f"chatcmpl-{uuid.uuid4().hex}"
     if body.stream:

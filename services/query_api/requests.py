@@ -13,6 +13,7 @@ from starlette.requests import Request
 
 from docqa_core.errors import InvalidRequest
 from indexing import schema
+from query_engine.answer import AnswerMode
 from query_engine.answering import AnswerRequest
 from query_engine.memory import Turn, key_fingerprint
 from services.common.auth import bearer_token
@@ -49,6 +50,7 @@ def answer_request(body: QueryIn, request: Request, settings: QuerySettings) -> 
         top_k=body.top_k,
         filters=body.filters,
         session_id=body.session_id,
+        answer_mode=body.answer_mode,
     )
 
 
@@ -62,6 +64,7 @@ def build_answer_request(
     filters: Mapping[str, Any],
     session_id: str | None,
     history: Sequence[Turn] = (),
+    answer_mode: AnswerMode | None = None,
 ) -> AnswerRequest:
     return AnswerRequest(
         collection=collection,
@@ -71,4 +74,5 @@ def build_answer_request(
         session_id=session_id,
         owner=owner_of(request),
         history=tuple(history),
+        answer_mode=answer_mode,
     )

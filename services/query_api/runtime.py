@@ -161,6 +161,7 @@ class QueryRuntime:
                 max_answer_tokens=settings.llm.max_answer_tokens,
                 retrieval_fingerprint=json.dumps(settings.retrieval.model_dump(), sort_keys=True),
                 condense_timeout_s=settings.sessions.condense_timeout_s,
+                default_mode=settings.answer_mode,
             ),
             llm=self.llm,
             engine_for=self._engine_for,

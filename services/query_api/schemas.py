@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
-from query_engine.answer import Answer, Citation, FaqMatch, Grounding
+from query_engine.answer import Answer, AnswerMode, Citation, FaqMatch, Grounding
 
 __all__ = ["Citation", "FaqMatch", "Grounding", "QueryIn", "QueryOut", "RetrieveOut"]
 
@@ -29,6 +29,12 @@ class QueryIn(BaseModel):
     )
     session_id: str | None = Field(None, max_length=128)
     stream: bool = False
+    answer_mode: AnswerMode | None = Field(
+        None,
+        description="generative (the LLM writes it), extractive (the source sentence that "
+        "answers, no LLM) or auto (generative, extractive when that fails its checks or the LLM "
+        "is unavailable); default from the server's DOCQA_ANSWER_MODE",
+    )
 
     @field_validator("question")
     @classmethod

@@ -153,3 +153,58 @@ def test_stream_arrives_token_by_token_and_a_disconnect_aborts_generation(
         assert time.monotonic() < deadline, "vLLM kept generating for a client that left"
         time.sleep(0.1)
     assert state[1] == finished_before, "the generation ran to its end instead of aborting"
+
+
+SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples"
+
+
+def upload_readme_samples(services: Services, collection: str) -> None:
+    """The documents `make up` loads (deploy/samples), uploaded as a user would."""
+    files = [
+        ("files", (path.name, path.read_bytes(), "text/plain"))
+        for path in sorted(SAMPLES.iterdir())
+        if path.suffix in {".txt", ".md"} and path.name != "README.md"
+    ]
+    response = httpx.post(
+        f"{services.indexing_url}/v1/collections/{collection}/documents",
+        files=files,
+        headers={"Authorization": f"Bearer {ADMIN_KEY}"},
+    )
+    assert response.status_code == 202, response.text
+    job = wait_for_job(services.indexing_url, response.json()["job_id"])
+    assert job["state"] == "succeeded", job
+
+
+def ask_default(services: Services, collection: str, question: str) -> dict[str, object]:
+    response = httpx.post(
+        f"{services.query_url}/v1/query",
+        json={"collection": collection, "question": question},
+        headers={"Authorization": f"Bearer {QUERY_KEY}"},
+        timeout=300,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, object] = response.json()
+    return body
+
+
+def test_the_readme_question_is_answered_right_in_the_default_mode(services: Services) -> None:
+    """What a newcomer reads after `make up`: the per-diem amount of 제8조, cited, verified."""
+    upload_readme_samples(services, "readme_samples")
+    body = ask_default(services, "readme_samples", "국내 출장의 일비는 하루에 얼마인가요?")
+    answer = str(body["answer"])
+    assert "50,000원" in answer or "5만 원" in answer, body
+    citations = body["citations"]
+    assert isinstance(citations, list)
+    cited = [c for c in citations if c["cited"]]
+    assert cited and all(f"[{c['n']}]" in answer for c in cited)
+    assert any("제8조" in c["section"] or "제8조" in c["text"] for c in cited), cited
+    grounding = body["grounding"]
+    assert isinstance(grounding, dict)
+    assert grounding["verified"] is True and grounding["answers_question"] is True
+
+
+def test_a_question_the_samples_cannot_answer_gets_not_found(services: Services) -> None:
+    upload_readme_samples(services, "readme_samples")
+    body = ask_default(services, "readme_samples", "회사 주차장의 월 이용 요금은 얼마인가요?")
+    assert body["not_found"] is True, body
+    assert body["answer"] == "제공된 문서에서 답을 찾을 수 없습니다."

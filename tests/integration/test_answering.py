@@ -271,7 +271,9 @@ async def test_grounding_flags_a_planted_wrong_number(
     app = build_query_app(query_settings(data_servers))
     async with running(app) as client:
         app.state.runtime.use_llm(ScriptedLLM(answer=answer))
-        body = await ask(client, collection, "How often should the burrs be brushed?")
+        body = await ask(
+            client, collection, "How often should the burrs be brushed?", answer_mode="generative"
+        )
     assert body["answer"] == answer  # the default policy flags, it does not rewrite
     assert body["grounding"]["verified"] is verified
     unsupported = [claim["claim"] for claim in body["grounding"]["unsupported"]]
@@ -327,3 +329,31 @@ async def test_questions_are_answered_with_redis_stopped(
     assert body["citations"][0]["doc_id"] == "grinder-guide"
     assert ready.status_code == 200
     assert ready.json()["status"] == "degraded" and ready.json()["failed"] == ["redis"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        ("Brush the burrs every 5 weeks [1].", "unsupported_claims"),  # a number not in [1]
+        ("The grinder is called Kestrel [1].", "does_not_answer"),  # true, but not a frequency
+    ],
+)
+async def test_auto_mode_replaces_a_wrong_generated_answer_with_the_source_sentence(
+    indexing_client: httpx.AsyncClient,
+    data_servers: Servers,
+    collection: str,
+    answer: str,
+    reason: str,
+) -> None:
+    await ingest(indexing_client, collection, [GUIDE])
+    app = build_query_app(query_settings(data_servers))
+    async with running(app) as client:
+        app.state.runtime.use_llm(ScriptedLLM(answer=answer))
+        body = await ask(
+            client, collection, "How often should the burrs be brushed?", answer_mode="auto"
+        )
+    assert body["answer_mode"] == "extractive" and body["fallback_reason"] == reason
+    assert "2 weeks" in body["answer"] and body["grounding"]["verified"] is True
+    cited = [c for c in body["citations"] if c["cited"]]
+    assert len(cited) == 1 and f"[{cited[0]['n']}]" in body["answer"]
+    assert body["answer"].split(" [")[0] in cited[0]["text"]  # quoted verbatim

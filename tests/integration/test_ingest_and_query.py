@@ -32,7 +32,12 @@ async def test_question_is_answered_with_a_citation_to_the_document(
     assert "2 weeks" in top["text"]
     assert ENGLISH_GUIDE[top["char_start"] : top["char_end"]] == top["text"]
     assert set(body["timings_ms"]) >= {"embed", "retrieve", "llm_first_token", "llm_total", "total"}
-    assert set(body["grounding"]) == {"verified", "unsupported", "checked_claims"}
+    assert set(body["grounding"]) == {
+        "verified",
+        "unsupported",
+        "checked_claims",
+        "answers_question",
+    }
 
 
 async def test_korean_question_retrieves_the_right_article(

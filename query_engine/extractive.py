@@ -1,0 +1,150 @@
+"""The extractive answer: the sentence of the retrieved sources that answers the question.
+
+No LLM, deterministic, and quoted verbatim, so every fact in it is in the cited source. It is
+the floor every answer mode must beat, the ``extractive`` answer mode, and what ``auto`` falls
+back to when generation fails its checks or the LLM pool is down or saturated.
+
+A sentence is scored by the question's content terms it holds (Kiwi morphemes for Korean,
+lowercased words for English: the BM25 analyzer of :mod:`indexing.analysis`), each weighted by
+how rare it is among the candidate sentences; by the terms its chunk holds around it (an article
+title such as 제8조(일비) names the topic its paragraphs do not repeat); by whether it holds the
+kind of thing the question asks for (an amount for 얼마, a date for 언제:
+:mod:`query_engine.answer_types`); and a little by the retriever's rank of its source.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from docqa_core.scripts import has_hangul
+from query_engine.answer_types import AnswerType, expected_type, has_type
+from query_engine.grounding.sentences import sentence_spans
+
+# Question words carry no topic: a sentence does not answer 얼마 by containing 얼마.
+_QUESTION_TERMS = frozenset(
+    "얼마 무엇 무슨 언제 어디 누구 누가 몇 어떻 어떤 어느 왜 "
+    "what which who whom whose when where why how much many".split()
+)
+SENTENCE_WEIGHT = 0.7  # the rest is the chunk's context
+TYPE_MATCH_BONUS = 0.25
+TYPE_MISMATCH_FACTOR = 0.75
+RANK_PENALTY = 0.03
+MAX_SENTENCE_CHARS = 600
+
+
+@dataclass(frozen=True)
+class ExtractiveConfig:
+    # below this share of the question's weighted terms, no sentence answers it: "not found"
+    min_score: float = 0.35
+
+
+@dataclass(frozen=True)
+class SourceText:
+    n: int  # the source's number ([n]) among the retrieved ones, in rank order
+    text: str
+    context: str = ""  # title and section path: topic words the text may not repeat
+
+
+@dataclass(frozen=True)
+class Extracted:
+    n: int
+    sentence: str
+    char_start: int  # the sentence's span in its source's text
+    char_end: int
+    score: float
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    source: SourceText
+    rank: int
+    start: int
+    end: int
+
+    @property
+    def sentence(self) -> str:
+        return self.source.text[self.start : self.end]
+
+
+Analyzer = Callable[[Sequence[str]], list[str]]
+
+
+def extract_answer(
+    question: str,
+    sources: Sequence[SourceText],
+    analyze_many: Analyzer,
+    config: ExtractiveConfig = ExtractiveConfig(),
+) -> Extracted | None:
+    """The best answering sentence, or None when no sentence answers well enough."""
+    candidates = _candidates(sources)
+    if not candidates:
+        return None
+    texts = [question, *(s.text + "\n" + s.context for s in sources)]
+    texts += [c.sentence for c in candidates]
+    analyzed = [set(terms.split()) for terms in analyze_many(texts)]
+    question_terms = analyzed[0] - _QUESTION_TERMS
+    if not question_terms:
+        return None
+    chunk_terms = dict(zip((s.n for s in sources), analyzed[1 : 1 + len(sources)], strict=True))
+    sentence_terms = analyzed[1 + len(sources) :]
+    weights = _rarity_weights(question_terms, sentence_terms)
+    wanted = expected_type(question)
+    best: tuple[float, _Candidate] | None = None
+    for candidate, terms in zip(candidates, sentence_terms, strict=True):
+        score = SENTENCE_WEIGHT * _share(weights, terms)
+        score += (1 - SENTENCE_WEIGHT) * _share(weights, chunk_terms[candidate.source.n])
+        score = _typed(score, candidate.sentence, wanted) - RANK_PENALTY * candidate.rank
+        if best is None or score > best[0]:
+            best = (score, candidate)
+    assert best is not None
+    score, chosen = best
+    if score < config.min_score:
+        return None
+    return Extracted(chosen.source.n, chosen.sentence, chosen.start, chosen.end, round(score, 4))
+
+
+def _candidates(sources: Sequence[SourceText]) -> list[_Candidate]:
+    found = []
+    for rank, source in enumerate(sources):
+        for start, end in sentence_spans(source.text):
+            if 4 <= end - start <= MAX_SENTENCE_CHARS:
+                found.append(_Candidate(source, rank, start, end))
+    return found
+
+
+def _rarity_weights(question_terms: set[str], sentences: Sequence[set[str]]) -> dict[str, float]:
+    """An IDF over the candidate sentences: a term in every sentence tells none apart."""
+    counts = Counter(t for terms in sentences for t in question_terms if _holds(terms, t))
+    total = len(sentences)
+    return {t: math.log(1 + (total + 1) / (counts.get(t, 0) + 0.5)) for t in question_terms}
+
+
+def _share(weights: dict[str, float], terms: set[str]) -> float:
+    return sum(w for t, w in weights.items() if _holds(terms, t)) / sum(weights.values())
+
+
+def _holds(terms: set[str], term: str) -> bool:
+    """A Korean compound holds its first part: 신청 is in 신청서 (Kiwi keeps 출장신청서 as
+    출장 + 신청서). An English word holds its inflections (employ: employs, employed), but a
+    short word holds nothing else: "art" is not in "article"."""
+    if term in terms:
+        return True
+    if has_hangul(term):
+        return len(term) >= 2 and any(t.startswith(term) for t in terms)
+    return len(term) >= 4 and any(t.startswith(term) and len(t) - len(term) <= 3 for t in terms)
+
+
+def _typed(score: float, sentence: str, wanted: AnswerType | None) -> float:
+    if wanted is None:
+        return score
+    if has_type(sentence, wanted):
+        return score + TYPE_MATCH_BONUS
+    return score * TYPE_MISMATCH_FACTOR
+
+
+def extractive_text(extracted: Extracted) -> str:
+    """The answer as the user reads it: the sentence verbatim, citing its source."""
+    return f"{extracted.sentence.strip()} [{extracted.n}]"

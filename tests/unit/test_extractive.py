@@ -1,0 +1,101 @@
+"""The extractive answer and the answer-type check, on the project's own regulation sample."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from indexing.analysis import analyze_many
+from query_engine.answer_types import answers_question, expected_type
+from query_engine.extractive import SourceText, extract_answer, extractive_text
+
+SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "출장여비규정.txt"
+ARTICLES = re.split(r"\n(?=제\d+조)", SAMPLE.read_text(encoding="utf-8"))
+SOURCES = [SourceText(n, text) for n, text in enumerate(ARTICLES, start=1)]
+ENGLISH = [
+    SourceText(1, "The grinder has 40 settings. Brush the burrs every 2 weeks."),
+    SourceText(2, "Kestrel was founded in 2011 by Mara Quill in Leeds. It employs 35 people."),
+]
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("국내 출장의 일비는 하루에 얼마인가요?", "1일 50,000원"),
+        ("임원의 일비는 얼마인가요?", "70,000원"),
+        ("당일 출장의 일비는 얼마인가요?", "2분의 1"),
+        ("미국 출장 숙박비 상한은 얼마인가요?", "250달러"),
+        ("3일 이내 국내출장의 승인권자는 누구인가요?", "소속 부서장"),
+        ("국외출장 신청은 언제까지 해야 하나요?", "14일 전까지"),
+    ],
+)
+def test_the_answering_sentence_is_quoted_with_its_source(question: str, expected: str) -> None:
+    found = extract_answer(question, SOURCES, analyze_many)
+    assert found is not None
+    assert expected in found.sentence
+    source = SOURCES[found.n - 1].text
+    assert source[found.char_start : found.char_end] == found.sentence  # verbatim, with its span
+    assert extractive_text(found).endswith(f"[{found.n}]")
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How often should the burrs be brushed?", "every 2 weeks"),
+        ("Who founded Kestrel?", "Mara Quill"),
+        ("How many people does Kestrel employ?", "35 people"),
+    ],
+)
+def test_english_questions_pick_the_right_sentence(question: str, expected: str) -> None:
+    found = extract_answer(question, ENGLISH, analyze_many)
+    assert found is not None and expected in found.sentence
+
+
+@pytest.mark.parametrize(
+    "question", ["회사 주차장 이용 요금은 얼마인가요?", "What is the boiling point of mercury?"]
+)
+def test_a_question_no_sentence_answers_gets_nothing(question: str) -> None:
+    assert extract_answer(question, [*SOURCES, *ENGLISH], analyze_many) is None
+
+
+@pytest.mark.parametrize(
+    ("question", "kind"),
+    [
+        ("일비는 얼마인가요?", "amount"),
+        ("How much is the fee?", "amount"),
+        ("신청은 언제까지 하나요?", "time"),
+        ("When was it founded?", "time"),
+        ("참석 인원은 몇 명인가요?", "count"),
+        ("How many settings are there?", "count"),
+        ("승인권자는 누구인가요?", "person"),
+        ("Who founded it?", "person"),
+        ("본사는 어디에 있나요?", "place"),
+        ("What is the purpose of the rule?", None),
+    ],
+)
+def test_the_asked_for_type_is_recognised(question: str, kind: str | None) -> None:
+    assert expected_type(question) == kind
+
+
+@pytest.mark.parametrize(
+    ("question", "answer", "responsive"),
+    [
+        ("국내 출장의 일비는 하루에 얼마인가요?", "일비는 1일 50,000원입니다 [1].", True),
+        # the README's failure: copied text of another article, no amount at all
+        (
+            "국내 출장의 일비는 하루에 얼마인가요?",
+            "3일을 초과하는 국내출장: 소속 본부장 [1]",
+            False,
+        ),
+        ("국외출장 신청은 언제까지 해야 하나요?", "출발 14일 전까지 제출합니다 [1].", True),
+        ("국외출장 신청은 언제까지 해야 하나요?", "출장신청서를 제출합니다 [1].", False),
+        ("When was Kestrel founded?", "Kestrel was founded in 2011 [2].", True),
+        ("When was Kestrel founded?", "Kestrel makes coffee grinders [2].", False),
+        ("What does the rule cover?", "Travel costs [1].", True),
+        ("How many settings are there?", "It has many settings [1].", False),  # [1] is no count
+    ],
+)
+def test_an_answer_must_hold_what_was_asked(question: str, answer: str, responsive: bool) -> None:
+    assert answers_question(question, answer) is responsive
