@@ -126,6 +126,24 @@ def cmd_status(_: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``docqa bench answers …`` runs ``bench.answer_eval`` of the source checkout (``bench/`` is
+    not an installed package, so it is found beside ``services/``)."""
+    import importlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    if (root / "bench" / "answer_eval.py").exists() and str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    try:
+        answer_eval = importlib.import_module("bench.answer_eval")
+    except ImportError as exc:
+        raise RuntimeError(
+            f"`docqa bench` needs a source checkout of docqa (bench/ beside services/): {exc}"
+        ) from exc
+    return int(answer_eval.main(args.rest, prog="docqa bench answers"))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docqa", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -148,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     up = commands.add_parser("up", help="start the local stack, ingest the samples, ask a question")
     up.add_argument("--no-ask", action="store_true", help="skip the example question")
     up.set_defaults(func=cmd_up)
+    bench = commands.add_parser("bench", help="benchmarks of a source checkout")
+    bench_commands = bench.add_subparsers(dest="bench_command", required=True)
+    # "+" as prefix: every option after "answers" goes to bench.answer_eval's own parser
+    answers = bench_commands.add_parser(
+        "answers",
+        help="answer quality per answer mode (--help for options)",
+        add_help=False,
+        prefix_chars="+",
+    )
+    answers.add_argument("rest", nargs=argparse.REMAINDER)
+    answers.set_defaults(func=cmd_bench)
     commands.add_parser("down", help="stop what `docqa up` started").set_defaults(func=cmd_down)
     commands.add_parser("status", help="which local-stack processes are running").set_defaults(
         func=cmd_status

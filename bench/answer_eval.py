@@ -1,0 +1,486 @@
+"""Answer quality of the running service, per answer mode: EM / F1 / containment, citation
+accuracy, grounding, refusals on answerable questions and hallucinations on unanswerable ones.
+
+    python -m bench.answer_eval [--set DIR ...] [--limit N | --quick] [--modes LIST] [--up]
+    docqa bench answers [the same options]
+
+Sets are directories in the ``../shared/eval`` format (``documents.jsonl`` + ``questions.jsonl``
+with ``answers``); by default the shared ``en_xquad`` and ``en_covidqa_long`` (converted under
+``.docqa/eval/sets`` as ``bench.retrieval_eval`` does) and the project's Korean set
+``bench/data/ko_answers``. Each set is ingested through the indexing API into a fresh collection,
+and its unanswerable split (:mod:`bench.answer_sets`) into a second one; both are deleted at the
+end (``--keep-collections`` keeps them). Every question is then asked through ``POST /v1/query``
+once per mode (``default`` sends no ``answer_mode``, so the server's default applies; a mode the
+server rejects with 422 is reported as unsupported), a few at a time.
+
+The stack is the one ``make up`` runs: URLs and keys come from ``.docqa/env`` unless given.
+``--llm-endpoint`` / ``--llm-model`` are recorded with the results; the query service is what
+uses an LLM, so they take effect only where the service is started: ``--up`` exports them as
+``DOCQA_LLM_ENDPOINTS`` / ``DOCQA_LLM_MODEL`` to the ``docqa up`` it runs (to point a stack you
+start yourself at them: ``DOCQA_LLM_ENDPOINTS=URL DOCQA_LLM_MODEL=NAME make up``).
+
+Writes ``bench/results/answer_eval.json`` (``{"default_mode", "sets": {set: {mode: metrics}},
+"config"}``), a plot beside it when matplotlib is installed, and every answer with its scores
+under ``.docqa/eval/answers/<time>/`` for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import re
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench._common import RESULTS_DIR, docqa_home, table, write_results
+from bench.answer_sets import AnswerSet, Ask, default_set_dirs, load_answer_set, score_row
+from bench.answer_sets import summarize as summarize_rows
+
+MODES = ("generative", "extractive", "auto")
+KNOWN_MODES = (*MODES, "default")
+QUICK_LIMIT = 50
+INGEST_BATCH = 64
+JOB_DONE = frozenset({"succeeded", "partial", "failed", "done"})
+QUERY_TIMEOUT_S = 600.0
+BUSY_RETRIES = 5
+TABLE_METRICS = (
+    "em", "f1", "containment", "citation_accuracy", "grounded_rate", "refusal_rate_answerable",
+    "hallucination_rate_unanswerable", "latency_p50_ms", "latency_p95_ms",
+)  # fmt: skip
+TABLE_HEADER = (
+    "set|mode|n|n unans|EM|F1|contain|cite acc|grounded|refuse ans|halluc unans|p50 ms|p95 ms"
+)
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    query_url: str
+    indexing_url: str
+    query_key: str
+    admin_key: str
+
+
+class ModeUnsupported(Exception):
+    """The server rejected ``answer_mode`` (422)."""
+
+
+# --------------------------------------------------------------------------- the stack
+
+
+def resolve_endpoints(args: argparse.Namespace) -> Endpoints:
+    """URLs and keys: the options, else ``.docqa/env``; ``--up`` starts the stack when the
+    APIs do not answer."""
+    from deploy import stack
+
+    paths = stack.default_paths()
+    endpoints = _endpoints(args, stack.read_env_file(paths.env_file))
+    if _ready(endpoints.query_url) and _ready(endpoints.indexing_url):
+        return endpoints
+    if not args.up:
+        raise SystemExit(
+            f"the APIs do not answer at {endpoints.query_url or '?'} / "
+            f"{endpoints.indexing_url or '?'}: `make up` first, or pass --up"
+        )
+    if args.llm_endpoint:
+        os.environ["DOCQA_LLM_ENDPOINTS"] = args.llm_endpoint
+    if args.llm_model:
+        os.environ["DOCQA_LLM_MODEL"] = args.llm_model
+    return _endpoints(args, stack.up(paths))
+
+
+def _endpoints(args: argparse.Namespace, env: dict[str, str]) -> Endpoints:
+    return Endpoints(
+        query_url=(args.query_url or env.get("DOCQA_QUERY_URL", "")).rstrip("/"),
+        indexing_url=(args.indexing_url or env.get("DOCQA_INDEXING_URL", "")).rstrip("/"),
+        query_key=args.query_key or env.get("DOCQA_QUERY_KEY", ""),
+        admin_key=args.admin_key or env.get("DOCQA_ADMIN_KEY", ""),
+    )
+
+
+def _ready(url: str) -> bool:
+    try:
+        return bool(url) and httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+# --------------------------------------------------------------------------- ingestion
+
+
+def ingest(client: httpx.Client, collection: str, documents: Sequence[dict[str, Any]]) -> int:
+    """``documents`` into ``collection`` through the indexing API; returns the chunks made."""
+    chunks = 0
+    for start in range(0, len(documents), INGEST_BATCH):
+        batch = [
+            {"doc_id": d["doc_id"], "title": d.get("title") or "", "text": d["text"]}
+            for d in documents[start : start + INGEST_BATCH]
+        ]
+        response = client.post(f"/v1/collections/{collection}/documents", json={"documents": batch})
+        _raise_for_status(response)
+        job = wait_for_job(client, response.json()["job_id"])
+        if job.get("state") == "failed":
+            raise SystemExit(f"ingestion into {collection} failed: {job.get('errors')}")
+        if job.get("state") == "partial":
+            print(f"  warning: {collection}: some documents failed: {job.get('errors')}")
+        chunks += int(job.get("chunks") or 0)
+        done = start + len(batch)
+        print(f"  {collection}: {done}/{len(documents)} documents", flush=True)
+    return chunks
+
+
+def wait_for_job(client: httpx.Client, job_id: str, timeout_s: float = 7200) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        response = client.get(f"/v1/jobs/{job_id}")
+        _raise_for_status(response)
+        job: dict[str, Any] = response.json()
+        if job.get("state") in JOB_DONE:
+            return job
+        time.sleep(1.0)
+    raise SystemExit(f"ingestion job {job_id} did not finish in {timeout_s:.0f}s")
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.status_code >= 400:
+        raise SystemExit(
+            f"{response.request.method} {response.request.url}: {response.status_code} "
+            f"{response.text[:500]}"
+        )
+
+
+def collection_name(set_name: str, suffix: str = "") -> str:
+    base = re.sub(r"[^A-Za-z0-9]", "_", set_name)[:40]
+    return f"ans_{base}_{uuid.uuid4().hex[:6]}{suffix}"
+
+
+# --------------------------------------------------------------------------- asking
+
+
+async def ask_one(
+    client: httpx.AsyncClient, ask: Ask, mode: str, collection: str
+) -> dict[str, Any]:
+    """One question; the row to record (``error`` set when the server failed)."""
+    body: dict[str, Any] = {"collection": collection, "question": ask.question}
+    if mode != "default":
+        body["answer_mode"] = mode
+    for attempt in range(BUSY_RETRIES + 1):
+        started = time.perf_counter()
+        try:
+            response = await client.post("/v1/query", json=body)
+        except httpx.HTTPError as exc:
+            return _row(ask, mode, {}, 0.0, error=f"{type(exc).__name__}: {exc}")
+        latency = (time.perf_counter() - started) * 1000
+        if response.status_code == 429 and attempt < BUSY_RETRIES:
+            await asyncio.sleep(float(response.headers.get("Retry-After") or 2))
+            continue
+        if response.status_code == 422 and "answer_mode" in body and "answer_mode" in response.text:
+            raise ModeUnsupported(response.text[:300])
+        if response.status_code >= 400:
+            return _row(
+                ask, mode, {}, latency, error=f"{response.status_code} {response.text[:300]}"
+            )
+        return _row(ask, mode, response.json(), latency)
+    raise AssertionError("unreachable")
+
+
+def _row(
+    ask: Ask, mode: str, response: dict[str, Any], latency_ms: float, error: str = ""
+) -> dict[str, Any]:
+    row: dict[str, Any] = {**asdict(ask), "mode": mode, "latency_ms": round(latency_ms, 1)}
+    if error:
+        return {**row, "error": error}
+    return {
+        **row,
+        "answer": response.get("answer"),
+        "not_found": response.get("not_found"),
+        "answer_mode": response.get("answer_mode"),
+        "cached": response.get("cached"),
+        "faq": response.get("faq") is not None,
+        "server_timings_ms": response.get("timings_ms"),
+        **score_row(ask, response),
+    }
+
+
+async def ask_all(
+    endpoints: Endpoints,
+    asks: Sequence[Ask],
+    mode: str,
+    collections: tuple[str, str],
+    concurrency: int,
+) -> list[dict[str, Any]]:
+    """Every question of a set in one mode (the first alone: it tells whether the server
+    knows the mode). ``collections``: the full one and the split."""
+    limits = httpx.Limits(max_connections=max(1, concurrency))
+    async with httpx.AsyncClient(
+        base_url=endpoints.query_url,
+        headers=_headers(endpoints.query_key),
+        timeout=QUERY_TIMEOUT_S,
+        limits=limits,
+    ) as client:
+        gate = asyncio.Semaphore(max(1, concurrency))
+        done: list[dict[str, Any]] = []
+
+        async def one(ask: Ask) -> dict[str, Any]:
+            async with gate:
+                row = await ask_one(client, ask, mode, collections[1 if ask.split else 0])
+            done.append(row)
+            if len(done) % 10 == 0 or len(done) == len(asks):
+                print(f"    {mode}: {len(done)}/{len(asks)} answered", flush=True)
+            return row
+
+        if not asks:
+            return []
+        first = await one(asks[0])
+        if mode != "default" and str(first.get("error", "")).startswith("422"):
+            raise ModeUnsupported(first["error"])
+        return [first, *await asyncio.gather(*(one(a) for a in asks[1:]))]
+
+
+# --------------------------------------------------------------------------- one set
+
+
+def run_set(
+    endpoints: Endpoints, answer_set: AnswerSet, args: argparse.Namespace, rows_dir: Path
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Ingest, ask in every mode, clean up: (metrics per mode, the set's facts, the modes'
+    answer_mode values the server reported)."""
+    full, split = collection_name(answer_set.name), collection_name(answer_set.name, "_split")
+    facts: dict[str, Any] = {
+        "documents": len(answer_set.documents),
+        "split_documents": len(answer_set.split_documents),
+        "asked": dict(Counter(a.kind for a in answer_set.asks)),
+        "held_out_qids": answer_set.held_out,
+        "skipped_questions": answer_set.skipped,
+        "collections": [full, split] if answer_set.split_documents else [full],
+    }
+    by_mode: dict[str, Any] = {}
+    echoed: list[str] = []
+    with httpx.Client(
+        base_url=endpoints.indexing_url, headers=_headers(endpoints.admin_key), timeout=300
+    ) as indexing:
+        try:
+            facts["chunks"] = ingest(indexing, full, answer_set.documents)
+            if answer_set.split_documents:
+                facts["split_chunks"] = ingest(indexing, split, answer_set.split_documents)
+            for mode in args.modes:
+                by_mode[mode], modes_seen = _run_mode(
+                    endpoints, answer_set, mode, (full, split), args.concurrency, rows_dir
+                )
+                echoed += [f"{mode}:{seen}" for seen in modes_seen]
+        finally:
+            if not args.keep_collections:
+                _delete_collections(indexing, facts["collections"])
+    return by_mode, facts, echoed
+
+
+def _delete_collections(client: httpx.Client, names: Sequence[str]) -> None:
+    for name in names:
+        try:
+            client.delete(f"/v1/collections/{name}")
+        except httpx.HTTPError as exc:
+            print(f"  could not delete collection {name}: {exc}")
+
+
+def _run_mode(
+    endpoints: Endpoints,
+    answer_set: AnswerSet,
+    mode: str,
+    collections: tuple[str, str],
+    concurrency: int,
+    rows_dir: Path,
+) -> tuple[dict[str, Any], list[str]]:
+    print(f"  {answer_set.name}: asking {len(answer_set.asks)} questions, mode {mode}", flush=True)
+    try:
+        rows = asyncio.run(ask_all(endpoints, answer_set.asks, mode, collections, concurrency))
+    except ModeUnsupported as exc:
+        print(f"  {answer_set.name}: mode {mode} is not supported by the server: {exc}")
+        return {"supported": False, "reason": str(exc), "n": 0, "n_unanswerable": 0}, []
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    with (rows_dir / f"{answer_set.name}.{mode}.jsonl").open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    summary = summarize_rows(rows)
+    seen = sorted({str(r["answer_mode"]) for r in rows if r.get("answer_mode")})
+    if mode != "default" and not seen:
+        summary["answer_mode_echoed"] = False
+        print(f"  warning: no response named its answer_mode: the server may ignore '{mode}'")
+    return summary, seen
+
+
+# --------------------------------------------------------------------------- report
+
+
+def default_mode(echoed: Sequence[str]) -> str:
+    """The server's default: the ``answer_mode`` its responses name when asked with none."""
+    seen = Counter(e.split(":", 1)[1] for e in echoed if e.startswith("default:"))
+    return seen.most_common(1)[0][0] if seen else "unknown"
+
+
+def print_table(sets: dict[str, dict[str, Any]]) -> None:
+    rows: list[list[Any]] = []
+    for set_name, by_mode in sets.items():
+        for mode, m in by_mode.items():
+            if m.get("supported", True) is False:
+                rows.append([set_name, mode, "unsupported", *["-"] * (len(TABLE_METRICS) + 1)])
+                continue
+            values = [math.nan if m.get(k) is None else m[k] for k in TABLE_METRICS]
+            rows.append([set_name, mode, m["n"], m["n_unanswerable"], *values])
+    header = TABLE_HEADER.split("|")
+    print()
+    print(table(header, rows))
+
+
+def plot(sets: dict[str, dict[str, Any]], path: Path) -> Path | None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed in this environment: no plot")
+        return None
+    shown = ("em", "f1", "containment", "citation_accuracy", "hallucination_rate_unanswerable")
+    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
+    for ax, (set_name, by_mode) in zip(axes[0], sets.items(), strict=True):
+        modes = {k: v for k, v in by_mode.items() if v.get("supported", True) is not False}
+        width = 0.8 / max(1, len(modes))
+        for i, (mode, m) in enumerate(modes.items()):
+            heights = [math.nan if m.get(k) is None else m[k] for k in shown]
+            ax.bar([x + i * width for x in range(len(shown))], heights, width, label=mode)
+        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(shown))])
+        ax.set_xticklabels(["EM", "F1", "contain", "cite", "halluc"])
+        ax.set_ylim(0, 1)
+        ax.set_title(set_name)
+        ax.legend(fontsize="small")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------- main
+
+
+def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=prog or "python -m bench.answer_eval", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--set",
+        dest="sets",
+        action="append",
+        type=Path,
+        metavar="DIR",
+        help="a set directory (repeatable); default: xquad, covid-qa, ko_answers",
+    )
+    parser.add_argument("--limit", type=int, default=None, help="questions per set, sampled")
+    parser.add_argument("--quick", action="store_true", help=f"= --limit {QUICK_LIMIT}")
+    parser.add_argument(
+        "--modes",
+        type=_modes,
+        default=list(MODES),
+        help="comma list of generative,extractive,auto,default (default: the "
+        "first three; default = send no answer_mode)",
+    )
+    parser.add_argument("--concurrency", type=int, default=2, help="questions in flight")
+    parser.add_argument(
+        "--llm-endpoint", default=None, help="recorded; with --up exported as DOCQA_LLM_ENDPOINTS"
+    )
+    parser.add_argument(
+        "--llm-model", default=None, help="recorded; with --up exported as DOCQA_LLM_MODEL"
+    )
+    for name in ("query-url", "indexing-url", "query-key", "admin-key"):
+        env_key = "DOCQA_" + name.upper().replace("-", "_")
+        parser.add_argument(f"--{name}", default=None, help=f"default: {env_key} of .docqa/env")
+    parser.add_argument("--up", action="store_true", help="run `docqa up` if nothing answers")
+    parser.add_argument(
+        "--keep-collections",
+        action="store_true",
+        help="do not delete the eval collections afterwards",
+    )
+    parser.add_argument("--work-dir", type=Path, default=docqa_home() / "eval")
+    return parser
+
+
+def _modes(value: str) -> list[str]:
+    modes = list(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
+    unknown = [m for m in modes if m not in KNOWN_MODES]
+    if unknown or not modes:
+        raise argparse.ArgumentTypeError(f"modes are {', '.join(KNOWN_MODES)}; got {value!r}")
+    return modes
+
+
+def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
+    args = build_parser(prog).parse_args(argv)
+    limit = QUICK_LIMIT if args.quick and not args.limit else args.limit
+    sets = [load_answer_set(d, limit) for d in args.sets or default_set_dirs(args.work_dir)]
+    endpoints = resolve_endpoints(args)
+    rows_dir = args.work_dir / "answers" / time.strftime("%Y%m%d-%H%M%S")
+    results: dict[str, Any] = {}
+    facts: dict[str, Any] = {}
+    echoed: list[str] = []
+    for answer_set in sets:
+        kinds = Counter(a.kind for a in answer_set.asks)
+        print(f"{answer_set.name}: {len(answer_set.documents)} documents, {dict(kinds)} questions")
+        results[answer_set.name], facts[answer_set.name], seen = run_set(
+            endpoints, answer_set, args, rows_dir
+        )
+        echoed += seen
+    print_table(results)
+    config = _config(args, endpoints, limit, facts, rows_dir)
+    path = write_results(
+        "answer_eval", {"default_mode": default_mode(echoed), "sets": results, "config": config}
+    )
+    print(f"\nwrote {path}\nanswers: {rows_dir}")
+    if (figure := plot(results, RESULTS_DIR / "answer_eval.png")) is not None:
+        print(f"plot: {figure}")
+    return 0
+
+
+def _config(
+    args: argparse.Namespace,
+    endpoints: Endpoints,
+    limit: int | None,
+    facts: dict[str, Any],
+    rows_dir: Path,
+) -> dict[str, Any]:
+    from bench.answer_sets import HELD_OUT_FRACTION
+
+    return {
+        "modes": args.modes,
+        "limit": limit,
+        "concurrency": args.concurrency,
+        "llm_endpoint": args.llm_endpoint or os.environ.get("DOCQA_LLM_ENDPOINTS"),
+        "llm_model": args.llm_model or os.environ.get("DOCQA_LLM_MODEL"),
+        "query_url": endpoints.query_url,
+        "indexing_url": endpoints.indexing_url,
+        "held_out_fraction": HELD_OUT_FRACTION,
+        "sets": facts,
+        "answers_dir": str(rows_dir),
+        "metric_notes": (
+            "em/f1/containment/citation_accuracy/grounded_rate/refusal_rate_answerable over "
+            "answerable questions (gold answers, full collection); "
+            "hallucination_rate_unanswerable over held-out questions asked against the split "
+            "collection (their gold documents left out) and questions without answers; latency "
+            "is client wall time per request with `concurrency` in flight; failed requests "
+            "(n_errors) are left out"
+        ),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
