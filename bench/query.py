@@ -349,9 +349,14 @@ class BareServer:
 
 
 def cached_vs_bare(
-    stack: Stack, question: str, duration_s: float, rounds: int, workdir: Path
+    stack: Stack,
+    question: str,
+    duration_s: float,
+    rounds: int,
+    workdir: Path,
+    collection: str = COLLECTION,
 ) -> dict[str, Any]:
-    body = {"collection": COLLECTION, "question": question}
+    body = {"collection": collection, "question": question}
     url = f"{stack.query_url}/v1/query"
     with httpx.Client(headers=stack.query_headers, timeout=600) as client:
         first = client.post(url, json=body)
