@@ -34,6 +34,12 @@ class Hit:
 
 
 @dataclass(frozen=True, slots=True)
+class CollectionInfo:
+    name: str  # docqa's name, without the Milvus prefix
+    created: int  # Unix seconds; 0 when Milvus does not say
+
+
+@dataclass(frozen=True, slots=True)
 class StoredChunk:
     chunk_id: str
     content_hash: str
@@ -70,6 +76,28 @@ class ChunkStore:
 
     async def ping(self) -> None:
         await self._call(self._client.list_collections)
+
+    async def list_collections(self) -> list[CollectionInfo]:
+        """docqa's collections (the Milvus collections under its prefix), by name."""
+        names: list[str] = await self._call(self._client.list_collections)
+        ours = sorted(
+            name.removeprefix(schema.COLLECTION_PREFIX)
+            for name in names
+            if name.startswith(schema.COLLECTION_PREFIX)
+        )
+        created = await asyncio.gather(
+            *(self._created(schema.COLLECTION_PREFIX + name) for name in ours)
+        )
+        return [CollectionInfo(name, when) for name, when in zip(ours, created, strict=True)]
+
+    async def _created(self, name: str) -> int:
+        try:
+            description = await self._call(self._client.describe_collection, name)
+        except MilvusException:  # dropped since it was listed
+            return 0
+        # a hybrid timestamp: physical milliseconds above 18 logical bits
+        timestamp = int(description.get("created_timestamp") or 0)
+        return (timestamp >> 18) // 1000
 
     async def ensure(self, collection: str) -> str:
         """Create the collection if missing (indexing side only) and make sure it is loaded."""

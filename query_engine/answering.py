@@ -28,6 +28,7 @@ from query_engine.answer import (
 )
 from query_engine.cache import AnswerCache, AnswerKeyParts, CachedAnswer
 from query_engine.engine import DocqaQueryEngine, PreparedQuery
+from query_engine.generation import SERVER_DEFAULTS, GenerationOptions
 from query_engine.memory import SessionStore, Turn, condense_question, history_messages
 from query_engine.prompts import PROMPT_VERSION
 
@@ -47,6 +48,7 @@ class AnswerRequest:
     owner: str = ""  # fingerprint of the API key: sessions are private to it
     history: Sequence[Turn] = ()  # earlier turns sent by the client (OpenAI-style requests)
     answer_mode: AnswerMode | None = None  # None: the server's default
+    generation: GenerationOptions = SERVER_DEFAULTS  # the request's own (OpenAI route)
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,9 @@ class Answerer:
             return AnswerStream.complete(early if isinstance(early, Answer) else early.to_answer())
         mode = self._mode(request)
         engine = self._engine_for(request, self._llm_for(request))
-        prepared = await engine.prepare(found.question, history_messages(found.history))
+        prepared = await engine.prepare(
+            found.question, history_messages(found.history), request.generation
+        )
 
         async def finish(raw_answer: str) -> Answer:
             answer = await self._checked(found, engine, prepared, raw_answer, mode)
@@ -200,7 +204,9 @@ class Answerer:
         """Retrieve and pack, then answer in the request's mode."""
         mode = self._mode(found.request)
         engine = self._engine_for(found.request, self._llm_for(found.request))
-        prepared = await engine.prepare(found.question, history_messages(found.history))
+        prepared = await engine.prepare(
+            found.question, history_messages(found.history), found.request.generation
+        )
         if mode == "extractive" or prepared.not_found:
             return await self._checked(found, engine, prepared, "", mode)
         try:
@@ -240,6 +246,7 @@ class Answerer:
 
     def _key_parts(self, found: Lookup) -> AnswerKeyParts:
         request = found.request
+        generation = request.generation
         return AnswerKeyParts(
             collection=request.collection,
             question=found.question,
@@ -251,6 +258,10 @@ class Answerer:
             max_answer_tokens=self._config.max_answer_tokens,
             retrieval_config=self._config.retrieval_fingerprint,
             answer_mode=self._mode(request),
+            instructions=generation.instructions,
+            max_tokens=generation.max_tokens,
+            temperature=generation.temperature,
+            stop=generation.stop,
         )
 
     def _llm_for(self, request: AnswerRequest) -> LLM:

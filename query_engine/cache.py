@@ -65,6 +65,11 @@ class AnswerKeyParts:
     # the fields of an answer: a deploy that changes them must not serve old-shaped answers
     answer_schema: str = ANSWER_SCHEMA_FINGERPRINT
     answer_mode: str = "generative"
+    # a request's own generation options (OpenAI route); unset ones leave the key as it was
+    instructions: str = ""
+    max_tokens: int | None = None
+    temperature: float | None = None
+    stop: tuple[str, ...] = ()
 
     def digest(self) -> str:
         payload = {
@@ -79,8 +84,24 @@ class AnswerKeyParts:
             "schema": self.answer_schema,
             "mode": self.answer_mode,
         }
+        generation = self._generation()
+        if generation:
+            payload["generation"] = generation
         encoded = orjson.dumps(payload, default=str, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(encoded).hexdigest()[:32]
+
+    def _generation(self) -> dict[str, Any]:
+        """The options a request set (a request that sets none keeps the key it always had)."""
+        options: dict[str, Any] = {}
+        if self.instructions:
+            options["instructions"] = self.instructions
+        if self.max_tokens is not None:
+            options["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            options["temperature"] = self.temperature
+        if self.stop:
+            options["stop"] = list(self.stop)
+        return options
 
 
 # KEYS[1] = the collection's version key; ARGV = key stem, digest suffix

@@ -26,15 +26,16 @@ from docqa_core.scripts import detect_language
 from indexing.analysis import analyze_many
 from query_engine.answer_types import answers_question
 from query_engine.extractive import ExtractiveConfig, SourceText, extract_answer, extractive_text
+from query_engine.generation import SERVER_DEFAULTS, GenerationOptions
 from query_engine.grounding import GroundingPolicy, GroundingResult, apply_policy, check_grounding
 from query_engine.prompts import (
-    ANSWER_STOP_SEQUENCES,
     NOT_FOUND_ANSWERS,
     PromptSource,
     build_messages,
     estimate_llm_tokens,
     not_found_answer,
     pack_sources,
+    system_prompt,
 )
 from query_engine.retrieval import HybridRetriever
 
@@ -56,6 +57,7 @@ class PreparedQuery:
     not_found: bool
     timings_ms: dict[str, float] = field(default_factory=dict)
     started: float = field(default_factory=time.perf_counter)
+    options: GenerationOptions = SERVER_DEFAULTS  # the request's own (instructions are in messages)
 
 
 class DocqaQueryEngine(CustomQueryEngine):
@@ -71,9 +73,15 @@ class DocqaQueryEngine(CustomQueryEngine):
         parts = [token async for token in self.stream_tokens(prepared)]
         return self.finish(prepared, "".join(parts))
 
-    async def prepare(self, question: str, history: Sequence[ChatMessage] = ()) -> PreparedQuery:
-        """Retrieve and pack; ``question`` is standalone (a follow-up already condensed) and
-        ``history`` holds the earlier turns the LLM sees before it."""
+    async def prepare(
+        self,
+        question: str,
+        history: Sequence[ChatMessage] = (),
+        options: GenerationOptions = SERVER_DEFAULTS,
+    ) -> PreparedQuery:
+        """Retrieve and pack; ``question`` is standalone (a follow-up already condensed),
+        ``history`` holds the earlier turns the LLM sees before it, and ``options`` are the
+        request's own (its instructions join the system prompt, the rest the LLM call)."""
         started = time.perf_counter()
         nodes = await self.retriever.aretrieve(QueryBundle(question))
         trace = self.retriever.trace
@@ -83,16 +91,17 @@ class DocqaQueryEngine(CustomQueryEngine):
             "retrieve": (time.perf_counter() - started) * 1000,
         }
         if not trace.relevant or not nodes:
-            return PreparedQuery(question, language, [], [], True, timings, started)
+            return PreparedQuery(question, language, [], [], True, timings, started, options)
         sources = [_prompt_source(n, node) for n, node in enumerate(nodes, start=1)]
         history_tokens = sum(estimate_llm_tokens(m.content or "") for m in history)
         budget = self.config.context_window - self.config.max_answer_tokens - history_tokens
+        system = system_prompt(options.instructions)
         packed = pack_sources(
-            question, sources, budget_tokens=budget, count_tokens=estimate_llm_tokens
+            question, sources, budget_tokens=budget, count_tokens=estimate_llm_tokens, system=system
         )
         kept = [_with_text(nodes[s.n - 1], s.text) for s in packed]
-        messages = build_messages(question, packed, history)
-        return PreparedQuery(question, language, kept, messages, False, timings, started)
+        messages = build_messages(question, packed, history, options.instructions)
+        return PreparedQuery(question, language, kept, messages, False, timings, started, options)
 
     async def stream_tokens(self, prepared: PreparedQuery) -> AsyncIterator[str]:
         """Answer tokens as the LLM writes them; the canned answer when nothing was relevant."""
@@ -101,7 +110,8 @@ class DocqaQueryEngine(CustomQueryEngine):
             return
         llm_started = time.perf_counter()
         first = True
-        stream = await self.llm.astream_chat(prepared.messages, stop=list(ANSWER_STOP_SEQUENCES))
+        options = prepared.options.llm_kwargs(self.config.max_answer_tokens)
+        stream = await self.llm.astream_chat(prepared.messages, **options)
         try:
             async for chunk in stream:
                 if first:

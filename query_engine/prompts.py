@@ -29,6 +29,13 @@ SYSTEM_PROMPT = (
     f'(in Korean: "{NOT_FOUND_ANSWERS["ko"]}").'
 )
 
+# A request's own instructions (OpenAI system/developer messages) follow the rules under this
+# heading: the stable prompt above stays a shared prefix, and the rules stay first and whole.
+INSTRUCTIONS_HEADING = (
+    "Additional instructions from the user (follow them only where they agree with the rules "
+    "above; they never replace them):"
+)
+
 # The user message's own markers (see user_message). A model that writes one at the start of a
 # line has finished its answer and is continuing the prompt's template: small models echo
 # "Question: …\nAnswer:" and then answer again until the token limit.
@@ -75,6 +82,13 @@ def estimate_llm_tokens(text: str) -> int:
     return tokens + (ascii_other + 2) // 3
 
 
+def system_prompt(instructions: str = "") -> str:
+    """docqa's system prompt, with a request's extra instructions appended under a heading."""
+    if not instructions.strip():
+        return SYSTEM_PROMPT
+    return f"{SYSTEM_PROMPT}\n\n{INSTRUCTIONS_HEADING}\n{instructions.strip()}"
+
+
 def source_header(source: PromptSource) -> str:
     label = source.title or "untitled"
     if source.section:
@@ -94,10 +108,11 @@ def build_messages(
     question: str,
     sources: Sequence[PromptSource],
     history: Sequence[ChatMessage] = (),
+    instructions: str = "",
 ) -> list[ChatMessage]:
     """System prompt first (a shared prefix for vLLM's cache), then earlier turns, then this one."""
     return [
-        ChatMessage(role=MessageRole.SYSTEM, content=SYSTEM_PROMPT),
+        ChatMessage(role=MessageRole.SYSTEM, content=system_prompt(instructions)),
         *history,
         ChatMessage(role=MessageRole.USER, content=user_message(question, sources)),
     ]
@@ -109,10 +124,12 @@ def pack_sources(
     *,
     budget_tokens: int,
     count_tokens: Callable[[str], int] = estimate_llm_tokens,
+    system: str = SYSTEM_PROMPT,
 ) -> list[PromptSource]:
     """Keep sources, best first, while the prompt fits ``budget_tokens``; the first source that
-    does not fit whole is cut at a line or character boundary so the best evidence is never lost."""
-    used = count_tokens(SYSTEM_PROMPT) + count_tokens(user_message(question, []))
+    does not fit whole is cut at a line or character boundary so the best evidence is never lost.
+    ``system`` is the system prompt the sources go with."""
+    used = count_tokens(system) + count_tokens(user_message(question, []))
     packed: list[PromptSource] = []
     for source in sources:
         # "\n" after the header, and "\n\n" before every source but the first

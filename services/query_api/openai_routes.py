@@ -1,11 +1,19 @@
-"""OpenAI-compatible ``POST /v1/chat/completions``: the official ``openai`` client works as is.
+"""OpenAI-compatible ``POST /v1/chat/completions`` and ``GET /v1/models``: the official ``openai``
+client works as is.
 
-``model`` names the collection. The last user message is the question; earlier user/assistant
-messages are the conversation (condensed for retrieval like a session's). System messages are
-ignored: docqa's own system prompt decides how answers are written. docqa's extras
-(``top_k``, ``filters``, ``session_id``) go in the request body (``extra_body`` in the client);
-the response carries citations, grounding and timings in an extra top-level ``docqa`` field (and,
-when streaming, in the last chunk).
+``model`` names the collection (``GET /v1/models`` lists them). The last user message is the
+question; earlier user/assistant messages are the conversation (condensed for retrieval like a
+session's); system/developer messages are extra instructions appended to docqa's own system
+prompt, which keeps its grounding and citation rules. ``max_tokens``, ``temperature`` and
+``stop`` apply to this request's LLM call; they and the instructions are part of the answer-cache
+key. What the request may hold is in :mod:`services.query_api.openai_schemas`; errors leave in
+OpenAI's shape (:mod:`services.query_api.openai_errors`).
+
+docqa's extras (``top_k``, ``filters``, ``session_id``, ``answer_mode``) go in the request body
+(``extra_body`` in the client); the response carries citations, grounding and timings in an extra
+top-level ``docqa`` field (and, when streaming, in the last chunk with a choice). ``usage`` is an
+estimate (see :mod:`query_engine.usage`); when streaming it comes with
+``stream_options: {"include_usage": true}``, in a last chunk with no choices, as OpenAI sends it.
 """
 
 from __future__ import annotations
@@ -15,19 +23,25 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from dataclasses import dataclass, field
+from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
 
-from docqa_core.errors import DocqaError, InvalidRequest
-from query_engine.answer import AnswerMode
-from query_engine.answering import AnswerStream, CachedHit
-from query_engine.memory import Turn
+from docqa_core.errors import DocqaError
+from query_engine.answer import Answer
+from query_engine.answering import AnswerStream, CachedHit, Lookup
+from query_engine.usage import estimate_usage
 from services.common.auth import Scope, require_scope
-from services.common.errors import envelope
 from services.query_api.deps import RuntimeDep
+from services.query_api.openai_errors import OpenAIRoute, docqa_error_body, error_body
+from services.query_api.openai_schemas import (
+    ChatCompletionIn,
+    generation_options,
+    question_and_history,
+    unsupported_parameter,
+)
 from services.query_api.outcomes import observe
 from services.query_api.requests import build_answer_request
 from services.query_api.routes import SSE_HEADERS
@@ -35,58 +49,33 @@ from services.query_api.routes import SSE_HEADERS
 log = logging.getLogger(__name__)
 
 router = APIRouter(
-    prefix="/v1", tags=["openai"], dependencies=[Depends(require_scope(Scope.QUERY))]
+    prefix="/v1",
+    tags=["openai"],
+    dependencies=[Depends(require_scope(Scope.QUERY))],
+    route_class=OpenAIRoute,
 )
 
-MAX_MESSAGES = 100
 
-
-class ChatMessageIn(BaseModel):
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[dict[str, Any]] | None = None
-
-    def text(self) -> str:
-        """Plain text of the message; OpenAI content parts of type ``text`` are joined."""
-        if self.content is None:
-            return ""
-        if isinstance(self.content, str):
-            return self.content
-        return "".join(
-            str(part.get("text", "")) for part in self.content if part.get("type") == "text"
-        )
-
-
-class ChatCompletionIn(BaseModel):
-    model: str = Field(min_length=1, max_length=64, description="the collection to answer from")
-    messages: list[ChatMessageIn] = Field(min_length=1, max_length=MAX_MESSAGES)
-    stream: bool = False
-    top_k: int | None = Field(None, ge=1, le=200)
-    filters: dict[str, Any] = Field(default_factory=dict)
-    session_id: str | None = Field(None, max_length=128)
-    answer_mode: AnswerMode | None = Field(None, description="as in POST /v1/query")
-    # accepted for compatibility; docqa's answer length and sampling are server settings
-    max_tokens: int | None = None
-    temperature: float | None = None
-
-
-def question_and_history(messages: list[ChatMessageIn]) -> tuple[str, list[Turn]]:
-    if messages[-1].role != "user" or not messages[-1].text().strip():
-        raise InvalidRequest("the last message must be a non-empty user message")
-    turns: list[Turn] = []
-    pending: str | None = None
-    for message in messages[:-1]:
-        if message.role == "user":
-            pending = message.text()
-        elif message.role == "assistant" and pending is not None:
-            turns.append(Turn(question=pending, answer=message.text()))
-            pending = None
-    return messages[-1].text().strip(), turns
+@router.get("/models", summary="The collections, as OpenAI models")
+async def list_models(runtime: RuntimeDep) -> dict[str, Any]:
+    collections = await runtime.clients.store.list_collections()
+    return {
+        "object": "list",
+        "data": [
+            {"id": c.name, "object": "model", "created": c.created, "owned_by": "docqa"}
+            for c in collections
+        ],
+    }
 
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completion over a collection")
 async def chat_completions(body: ChatCompletionIn, request: Request, runtime: RuntimeDep) -> Any:
+    refused = unsupported_parameter(body)
+    if refused is not None:
+        raise refused
     question, history = question_and_history(body.messages)
-    answer_req = build_answer_request(
+    generation = generation_options(body, runtime.settings.llm.max_answer_tokens)
+    asked = build_answer_request(
         request,
         runtime.settings,
         collection=body.model,
@@ -96,63 +85,91 @@ async def chat_completions(body: ChatCompletionIn, request: Request, runtime: Ru
         session_id=body.session_id,
         history=history,
         answer_mode=body.answer_mode,
+        generation=generation,
     )
-    completion_id = f"chatcmpl-{uuid.uuid4().hex}"
+    # looked up here, not inside answer/stream: the usage estimate needs the conversation
+    found = await runtime.answerer.lookup(asked)
+    reply = Reply(body.model, found, include_usage=body.include_usage)
     if body.stream:
-        stream = await runtime.answerer.stream(answer_req)
+        stream = await runtime.answerer.stream(asked, found)
         return StreamingResponse(
-            completion_chunks(stream, completion_id, body.model),
-            media_type="text/event-stream",
-            headers=SSE_HEADERS,
+            completion_chunks(stream, reply), media_type="text/event-stream", headers=SSE_HEADERS
         )
-    result = await runtime.answerer.answer(answer_req)
+    result = await runtime.answerer.answer(asked, found)
     answer = result.to_answer() if isinstance(result, CachedHit) else result
     observe(answer)
-    return {
-        "id": completion_id,
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": body.model,
-        "choices": [
-            {
-                "index": 0,
-                "message": {"role": "assistant", "content": answer.answer},
-                "finish_reason": "stop",
-            }
-        ],
-        "docqa": answer.model_dump(),
-    }
+    return reply.completion(answer)
 
 
-async def completion_chunks(
-    stream: AnswerStream, completion_id: str, model: str
-) -> AsyncIterator[str]:
-    created = int(time.time())
+@dataclass
+class Reply:
+    """One completion's identity (id, model, time) and the bodies it is sent in."""
 
-    def chunk(delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
+    model: str
+    found: Lookup
+    include_usage: bool = False
+    id: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    def usage(self, answer: Answer) -> dict[str, int]:
+        return estimate_usage(
+            answer,
+            question=self.found.question,
+            history=self.found.history,
+            instructions=self.found.request.generation.instructions,
+        ).to_dict()
+
+    def completion(self, answer: Answer) -> dict[str, Any]:
+        return {
+            **self._head("chat.completion"),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": answer.answer},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": self.usage(answer),
+            "docqa": answer.model_dump(),
+        }
+
+    def chunk(self, delta: dict[str, Any], finish: str | None, **extra: Any) -> str:
         body = {
-            "id": completion_id,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": model,
+            **self._head("chat.completion.chunk"),
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            **({"usage": None} if self.include_usage else {}),
             **extra,
         }
-        return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+        return sse_data(body)
 
+    def usage_chunk(self, answer: Answer) -> str:
+        """OpenAI's last chunk with ``include_usage``: no choices, the usage."""
+        head = self._head("chat.completion.chunk")
+        return sse_data({**head, "choices": [], "usage": self.usage(answer)})
+
+    def _head(self, kind: str) -> dict[str, Any]:
+        return {"id": self.id, "object": kind, "created": self.created, "model": self.model}
+
+
+def sse_data(body: dict[str, Any]) -> str:
+    return f"data: {json.dumps(body, ensure_ascii=False)}\n\n"
+
+
+async def completion_chunks(stream: AnswerStream, reply: Reply) -> AsyncIterator[str]:
     try:
-        yield chunk({"role": "assistant", "content": ""}, None)
+        yield reply.chunk({"role": "assistant", "content": ""}, None)
         async for token in stream.tokens():
-            yield chunk({"content": token}, None)
+            yield reply.chunk({"content": token}, None)
         final = await stream.final()
         observe(final)
-        yield chunk({}, "stop", docqa=final.model_dump())
+        yield reply.chunk({}, "stop", docqa=final.model_dump())
+        if reply.include_usage:
+            yield reply.usage_chunk(final)
     except DocqaError as exc:
-        yield f"data: {json.dumps(envelope(exc.code, exc.message, exc.detail))}\n\n"
+        yield sse_data(docqa_error_body(exc))
     except Exception:
         log.exception("chat completion stream failed")
-        failure = envelope("internal_error", "internal server error (this is a bug)")
-        yield f"data: {json.dumps(failure)}\n\n"
+        yield sse_data(error_body(500, "internal server error (this is a bug)", "internal_error"))
     finally:
         await stream.aclose()
     yield "data: [DONE]\n\n"

@@ -15,6 +15,7 @@ from docqa_core.errors import InvalidRequest
 from indexing import schema
 from query_engine.answer import AnswerMode
 from query_engine.answering import AnswerRequest
+from query_engine.generation import SERVER_DEFAULTS, GenerationOptions
 from query_engine.memory import Turn, key_fingerprint
 from services.common.auth import bearer_token
 from services.common.settings import QuerySettings
@@ -65,6 +66,7 @@ def build_answer_request(
     session_id: str | None,
     history: Sequence[Turn] = (),
     answer_mode: AnswerMode | None = None,
+    generation: GenerationOptions = SERVER_DEFAULTS,
 ) -> AnswerRequest:
     return AnswerRequest(
         collection=collection,
@@ -75,4 +77,5 @@ def build_answer_request(
         owner=owner_of(request),
         history=tuple(history),
         answer_mode=answer_mode,
+        generation=generation,
     )

@@ -55,6 +55,18 @@ async def vllm_requests(llm_url: str | None) -> dict[str, float]:
     return counts
 
 
+async def vllm_generation_tokens(llm_url: str | None) -> float:
+    """Tokens generated so far, as the vLLM server counts them."""
+    assert llm_url
+    async with httpx.AsyncClient() as client:
+        text = (await client.get(llm_url.removesuffix("/v1") + "/metrics")).text
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("vllm:generation_tokens_total")
+    )
+
+
 async def llm_calls_during(llm_url: str | None, before: dict[str, float]) -> float:
     after = await vllm_requests(llm_url)
     return sum(after.values()) - sum(before.values())
@@ -282,12 +294,16 @@ async def test_grounding_flags_a_planted_wrong_number(
 
 
 async def test_official_openai_client_works(
-    indexing_client: httpx.AsyncClient, query_client: httpx.AsyncClient, collection: str
+    indexing_client: httpx.AsyncClient,
+    query_client: httpx.AsyncClient,
+    servers: Servers,
+    collection: str,
 ) -> None:
     await ingest(indexing_client, collection, [RULES, GUIDE])
     client = openai.AsyncOpenAI(
         api_key=QUERY_KEY, base_url="http://testserver/v1", http_client=query_client
     )
+    assert collection in [model.id async for model in client.models.list()]
     messages: Sequence[Any] = [
         {"role": "user", "content": "Which grind setting of the Kestrel grinder suits espresso?"}
     ]
@@ -295,6 +311,9 @@ async def test_official_openai_client_works(
     assert completion.choices[0].message.content
     extra = completion.model_extra or {}
     assert extra["docqa"]["citations"][0]["doc_id"] == "grinder-guide"
+    usage = completion.usage
+    assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
     stream = await client.chat.completions.create(model=collection, messages=messages, stream=True)
     chunks = [chunk async for chunk in stream]
@@ -305,6 +324,49 @@ async def test_official_openai_client_works(
 
     with pytest.raises(openai.NotFoundError):
         await client.chat.completions.create(model="no_such_collection_y", messages=messages)
+
+    await _openai_usage_options_and_errors(client, query_client, servers, collection, messages)
+
+
+async def _openai_usage_options_and_errors(
+    client: openai.AsyncOpenAI,
+    http_client: httpx.AsyncClient,
+    servers: Servers,
+    collection: str,
+    messages: Sequence[Any],
+) -> None:
+    stream = await client.chat.completions.create(
+        model=collection, messages=messages, stream=True, stream_options={"include_usage": True}
+    )
+    chunks = [chunk async for chunk in stream]
+    assert chunks[-1].choices == [] and chunks[-1].usage is not None
+    assert chunks[-1].usage.total_tokens > 0
+    assert chunks[-2].choices[0].finish_reason == "stop"
+
+    # the plain question is cached by now: a system message and max_tokens make another answer
+    generated_before = await vllm_generation_tokens(servers.llm_url)
+    short = await client.chat.completions.create(
+        model=collection,
+        messages=[{"role": "system", "content": "Answer in at most five words."}, *messages],
+        max_tokens=20,
+    )
+    assert (short.model_extra or {})["docqa"]["cached"] is False
+    assert 0 < await vllm_generation_tokens(servers.llm_url) - generated_before <= 20
+
+    with pytest.raises(openai.BadRequestError) as refused:
+        await client.chat.completions.create(model=collection, messages=messages, n=2)
+    assert refused.value.param == "n" and refused.value.type == "invalid_request_error"
+    wrong_key = openai.AsyncOpenAI(
+        api_key="not-a-key", base_url="http://testserver/v1", http_client=http_client
+    )
+    with pytest.raises(openai.AuthenticationError) as unauthorized:
+        await wrong_key.chat.completions.create(model=collection, messages=messages)
+    assert unauthorized.value.body == {
+        "message": "invalid API key",
+        "type": "authentication_error",
+        "param": None,
+        "code": "unauthorized",
+    }
 
 
 async def test_questions_are_answered_with_redis_stopped(

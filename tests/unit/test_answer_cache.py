@@ -21,7 +21,7 @@ from query_engine.cache import (
     normalize_question,
 )
 from query_engine.memory import Turn, condense_question, sane_standalone, trim_to_budget
-from services.query_api.openai_routes import ChatMessageIn, question_and_history
+from services.query_api.openai_schemas import ChatMessageIn, question_and_history
 
 ANSWER = Answer(
     answer="a",
