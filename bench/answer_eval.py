@@ -212,6 +212,16 @@ def _row(
         "cached": response.get("cached"),
         "faq": response.get("faq") is not None,
         "server_timings_ms": response.get("timings_ms"),
+        # the sources as answered from: bench.gate_calibration re-scores them offline
+        "sources": [
+            {
+                "n": c.get("n"),
+                "doc_id": c.get("doc_id"),
+                "text": c.get("text"),
+                "context": f"{c.get('title') or ''}\n{c.get('section') or ''}",
+            }
+            for c in response.get("citations") or []
+        ],
         **score_row(ask, response),
     }
 
