@@ -1,0 +1,132 @@
+"""The extractive "not found" gate, calibrated: refusal on answerable questions against answers
+given to unanswerable ones, over the gate's threshold (``ExtractiveConfig.min_score``).
+
+    python -m bench.gate_calibration [ANSWERS_DIR]
+
+Reads the rows ``bench.answer_eval`` wrote for the ``extractive`` mode (default: its newest
+run under ``.docqa/eval/answers/``). Each row holds the sources the server answered from, so
+the extractive score of every question is recomputed here, offline and without a gate, by the
+service's own :func:`query_engine.extractive.extract_answer`. A question without sources was
+refused by the retrieval gate before the extractive one and stays refused at every threshold.
+
+Questions are split in two halves by a hash of their id: the threshold is chosen on the **dev**
+half (the one minimising refusal + hallucination, pooled over every set; ties to the lower
+hallucination) and the rates are
+reported on the other half, per set, next to the current default. Writes
+``bench/results/gate_calibration.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from bench._common import docqa_home, table, write_results
+from bench.answer_sets import ANSWERABLE
+from indexing.analysis import analyze_many
+from query_engine.extractive import ExtractiveConfig, SourceText, extract_answer
+
+THRESHOLDS = [round(0.05 * i, 2) for i in range(0, 31)]
+NO_SCORE = float("-inf")
+
+
+def newest_answers_dir() -> Path:
+    runs = sorted((docqa_home() / "eval" / "answers").glob("*"))
+    if not runs:
+        raise SystemExit("no answer_eval run found: python -m bench.answer_eval --modes extractive")
+    return runs[-1]
+
+
+def scored_rows(answers_dir: Path) -> list[dict[str, Any]]:
+    rows = []
+    for path in sorted(answers_dir.glob("*.extractive.jsonl")):
+        set_name = path.name.removesuffix(".extractive.jsonl")
+        for line in path.read_text(encoding="utf-8").splitlines():
+            row = json.loads(line)
+            if "error" in row or "sources" not in row:
+                continue
+            rows.append({**row, "set": set_name, "score": extractive_score(row)})
+    if not rows:
+        raise SystemExit(f"no extractive rows with sources in {answers_dir}")
+    return rows
+
+
+def extractive_score(row: dict[str, Any]) -> float:
+    sources = [SourceText(s["n"], s["text"] or "", s.get("context") or "") for s in row["sources"]]
+    if not sources:
+        return NO_SCORE
+    ungated = ExtractiveConfig(min_score=NO_SCORE)
+    found = extract_answer(row["question"], sources, analyze_many, ungated)
+    return found.score if found is not None else NO_SCORE
+
+
+def is_dev(qid: str) -> bool:
+    return hashlib.sha256(qid.encode()).digest()[0] % 2 == 0
+
+
+def rates(rows: Sequence[dict[str, Any]], threshold: float) -> dict[str, float]:
+    answerable = [r for r in rows if r["kind"] == ANSWERABLE]
+    unanswerable = [r for r in rows if r["kind"] != ANSWERABLE]
+    refused = sum(1 for r in answerable if r["score"] < threshold)
+    answered = sum(1 for r in unanswerable if r["score"] >= threshold)
+    return {
+        "refusal_rate_answerable": refused / len(answerable) if answerable else float("nan"),
+        "hallucination_rate_unanswerable": answered / len(unanswerable)
+        if unanswerable
+        else float("nan"),
+        "n": len(answerable),
+        "n_unanswerable": len(unanswerable),
+    }
+
+
+def choose(dev: Sequence[dict[str, Any]]) -> tuple[float, list[dict[str, Any]]]:
+    curve = [{"threshold": t, **rates(dev, t)} for t in THRESHOLDS]
+    # ties go to fewer answers to unanswerable questions: a wrong answer costs more than a refusal
+    best = min(
+        curve,
+        key=lambda p: (
+            p["refusal_rate_answerable"] + p["hallucination_rate_unanswerable"],
+            p["hallucination_rate_unanswerable"],
+        ),
+    )
+    return float(best["threshold"]), curve
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("answers_dir", nargs="?", type=Path, default=None)
+    args = parser.parse_args(argv)
+    answers_dir = args.answers_dir or newest_answers_dir()
+    rows = scored_rows(answers_dir)
+    dev = [r for r in rows if is_dev(r["qid"])]
+    report = [r for r in rows if not is_dev(r["qid"])]
+    chosen, curve = choose(dev)
+    current = ExtractiveConfig().min_score
+    print(f"dev half: {len(dev)} rows; threshold chosen {chosen} (current default {current})")
+    print(table(["threshold", "refusal (answerable)", "hallucination (unanswerable)"],
+                [[p["threshold"], p["refusal_rate_answerable"],
+                  p["hallucination_rate_unanswerable"]] for p in curve]))  # fmt: skip
+    by_set: dict[str, Any] = {}
+    for set_name in sorted({r["set"] for r in report}):
+        of_set = [r for r in report if r["set"] == set_name]
+        by_set[set_name] = {"chosen": rates(of_set, chosen), "current": rates(of_set, current)}
+    print("\nreport half, per set (chosen / current threshold):")
+    print(table(["set", "refusal", "hallucination", "refusal now", "hallucination now"],
+                [[s, v["chosen"]["refusal_rate_answerable"],
+                  v["chosen"]["hallucination_rate_unanswerable"],
+                  v["current"]["refusal_rate_answerable"],
+                  v["current"]["hallucination_rate_unanswerable"]]
+                 for s, v in by_set.items()]))  # fmt: skip
+    results = {"answers_dir": str(answers_dir), "chosen_threshold": chosen,
+               "current_threshold": current, "dev_curve": curve, "report": by_set}  # fmt: skip
+    print(f"\nwrote {write_results('gate_calibration', results)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
