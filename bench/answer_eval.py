@@ -209,6 +209,7 @@ def _row(
         "answer": response.get("answer"),
         "not_found": response.get("not_found"),
         "answer_mode": response.get("answer_mode"),
+        "fallback_reason": response.get("fallback_reason"),
         "cached": response.get("cached"),
         "faq": response.get("faq") is not None,
         "server_timings_ms": response.get("timings_ms"),

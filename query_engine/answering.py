@@ -353,6 +353,11 @@ def _fallback_reason(generated: Answer) -> str | None:
         return "unsupported_claims"
     if not generated.grounding.answers_question:
         return "does_not_answer"
+    # The prompt demands [n] after every sentence: an answer citing nothing cannot be traced to
+    # a source (measured: 1 of 60 of SmolLM2's en_xquad answers cited one, and those were the
+    # wrong ones far more often than the quoted sentence)
+    if not any(c.cited for c in generated.citations):
+        return "no_citation"
     return None
 
 
