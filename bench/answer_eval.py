@@ -31,10 +31,8 @@ import asyncio
 import json
 import math
 import os
-import re
 import sys
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -44,14 +42,13 @@ from typing import Any
 import httpx
 
 from bench._common import RESULTS_DIR, docqa_home, table, write_results
+from bench.answer_ingest import bump_index_version, collection_name, ingest
 from bench.answer_sets import AnswerSet, Ask, default_set_dirs, load_answer_set, score_row
 from bench.answer_sets import summarize as summarize_rows
 
 MODES = ("generative", "extractive", "auto")
 KNOWN_MODES = (*MODES, "default")
 QUICK_LIMIT = 50
-INGEST_BATCH = 64
-JOB_DONE = frozenset({"succeeded", "partial", "failed", "done"})
 QUERY_TIMEOUT_S = 600.0
 BUSY_RETRIES = 5
 TABLE_METRICS = (
@@ -120,52 +117,6 @@ def _headers(key: str) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------- ingestion
-
-
-def ingest(client: httpx.Client, collection: str, documents: Sequence[dict[str, Any]]) -> int:
-    """``documents`` into ``collection`` through the indexing API; returns the chunks made."""
-    chunks = 0
-    for start in range(0, len(documents), INGEST_BATCH):
-        batch = [
-            {"doc_id": d["doc_id"], "title": d.get("title") or "", "text": d["text"]}
-            for d in documents[start : start + INGEST_BATCH]
-        ]
-        response = client.post(f"/v1/collections/{collection}/documents", json={"documents": batch})
-        _raise_for_status(response)
-        job = wait_for_job(client, response.json()["job_id"])
-        if job.get("state") == "failed":
-            raise SystemExit(f"ingestion into {collection} failed: {job.get('errors')}")
-        if job.get("state") == "partial":
-            print(f"  warning: {collection}: some documents failed: {job.get('errors')}")
-        chunks += int(job.get("chunks") or 0)
-        done = start + len(batch)
-        print(f"  {collection}: {done}/{len(documents)} documents", flush=True)
-    return chunks
-
-
-def wait_for_job(client: httpx.Client, job_id: str, timeout_s: float = 7200) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        response = client.get(f"/v1/jobs/{job_id}")
-        _raise_for_status(response)
-        job: dict[str, Any] = response.json()
-        if job.get("state") in JOB_DONE:
-            return job
-        time.sleep(1.0)
-    raise SystemExit(f"ingestion job {job_id} did not finish in {timeout_s:.0f}s")
-
-
-def _raise_for_status(response: httpx.Response) -> None:
-    if response.status_code >= 400:
-        raise SystemExit(
-            f"{response.request.method} {response.request.url}: {response.status_code} "
-            f"{response.text[:500]}"
-        )
-
-
-def collection_name(set_name: str, suffix: str = "") -> str:
-    base = re.sub(r"[^A-Za-z0-9]", "_", set_name)[:40]
-    return f"ans_{base}_{uuid.uuid4().hex[:6]}{suffix}"
 
 
 # --------------------------------------------------------------------------- asking
@@ -270,7 +221,8 @@ def run_set(
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """Ingest, ask in every mode, clean up: (metrics per mode, the set's facts, the modes'
     answer_mode values the server reported)."""
-    full, split = collection_name(answer_set.name), collection_name(answer_set.name, "_split")
+    full = collection_name(answer_set.name, answer_set.documents)
+    split = collection_name(answer_set.name, answer_set.split_documents, "_split")
     facts: dict[str, Any] = {
         "documents": len(answer_set.documents),
         "split_documents": len(answer_set.split_documents),
@@ -286,8 +238,10 @@ def run_set(
     ) as indexing:
         try:
             facts["chunks"] = ingest(indexing, full, answer_set.documents)
+            bump_index_version(indexing, full)
             if answer_set.split_documents:
                 facts["split_chunks"] = ingest(indexing, split, answer_set.split_documents)
+                bump_index_version(indexing, split)
             for mode in args.modes:
                 by_mode[mode], modes_seen = _run_mode(
                     endpoints, answer_set, mode, (full, split), args.concurrency, rows_dir
