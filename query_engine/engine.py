@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from llama_index.core.base.response.schema import Response
 from llama_index.core.bridge.pydantic import Field
 from llama_index.core.llms import LLM, ChatMessage
@@ -25,7 +26,13 @@ from docqa_core.citations import all_cited
 from docqa_core.scripts import detect_language
 from indexing.analysis import analyze_many
 from query_engine.answer_types import answers_question
-from query_engine.extractive import ExtractiveConfig, SourceText, extract_answer, extractive_text
+from query_engine.extractive import (
+    ExtractiveConfig,
+    SourceText,
+    choose,
+    extractive_text,
+    rank_sentences,
+)
 from query_engine.generation import SERVER_DEFAULTS, GenerationOptions
 from query_engine.grounding import GroundingPolicy, GroundingResult, apply_policy, check_grounding
 from query_engine.prompts import (
@@ -64,6 +71,10 @@ class DocqaQueryEngine(CustomQueryEngine):
     retriever: HybridRetriever = Field(description="hybrid retriever bound to one collection")
     llm: LLM = Field(description="the LLM (the vLLM pool) that writes the answer")
     config: EngineConfig = Field(default_factory=EngineConfig)
+    # typed Any: pydantic cannot check a Protocol (Embedder) with isinstance
+    embedder: Any = Field(
+        None, description="an Embedder that re-ranks extractive candidates by similarity"
+    )
 
     def custom_query(self, query_str: str) -> Response:
         return asyncio.run(self.acustom_query(query_str))
@@ -137,11 +148,22 @@ class DocqaQueryEngine(CustomQueryEngine):
             for n, node in enumerate(prepared.nodes, start=1)
         ]
         # Kiwi analysis of every candidate sentence: CPU work, kept off the event loop
-        found = await asyncio.to_thread(
-            extract_answer, prepared.question, sources, analyze_many, self.config.extractive
-        )
+        ranked = await asyncio.to_thread(rank_sentences, prepared.question, sources, analyze_many)
+        config = self.config.extractive
+        top = ranked[: config.rerank_top] if ranked and ranked[0].score >= config.min_score else []
+        similarities = await self._similarities(prepared.question, [e.sentence for e in top])
+        found = choose(ranked, similarities, config)
         prepared.timings_ms["extract"] = (time.perf_counter() - started) * 1000
         return self.finish(prepared, extractive_text(found) if found else "", mode="extractive")
+
+    async def _similarities(self, question: str, sentences: list[str]) -> list[float]:
+        """Cosine of each sentence to the question (e5 vectors are unit length); none without
+        an embedder or a dense weight."""
+        if self.embedder is None or not sentences or not self.config.extractive.dense_weight:
+            return []
+        query = np.asarray(await self.embedder.embed_query(question), dtype=np.float32)
+        passages = np.asarray(await self.embedder.embed_passages(sentences), dtype=np.float32)
+        return [float(x) for x in passages @ query.reshape(-1)]
 
     def finish(
         self, prepared: PreparedQuery, raw_answer: str, *, mode: str = "generative"

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from docqa_core.scripts import has_hangul
 from query_engine.answer_types import AnswerType, expected_type, has_type
@@ -39,6 +39,11 @@ MAX_SENTENCE_CHARS = 600
 class ExtractiveConfig:
     # below this share of the question's weighted terms, no sentence answers it: "not found"
     min_score: float = 0.35
+    # the best lexical sentences are re-ranked by their embedding similarity to the question
+    # (e5; measured on en_xquad dev questions with gold + 2 other paragraphs: the right sentence
+    # first for .74 of questions lexically, .79 re-ranked; on the Korean answer set .67 → .78)
+    rerank_top: int = 8
+    dense_weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -72,38 +77,61 @@ class _Candidate:
 Analyzer = Callable[[Sequence[str]], list[str]]
 
 
+def rank_sentences(
+    question: str, sources: Sequence[SourceText], analyze_many: Analyzer
+) -> list[Extracted]:
+    """Every candidate sentence with its lexical score, best first."""
+    candidates = _candidates(sources)
+    if not candidates:
+        return []
+    texts = [question, *(s.text + "\n" + s.context for s in sources)]
+    texts += [c.sentence for c in candidates]
+    analyzed = [set(terms.split()) for terms in analyze_many(texts)]
+    question_terms = analyzed[0] - _QUESTION_TERMS
+    if not question_terms:
+        return []
+    chunk_terms = dict(zip((s.n for s in sources), analyzed[1 : 1 + len(sources)], strict=True))
+    sentence_terms = analyzed[1 + len(sources) :]
+    weights = _rarity_weights(question_terms, sentence_terms)
+    wanted = expected_type(question)
+    ranked = []
+    for candidate, terms in zip(candidates, sentence_terms, strict=True):
+        score = SENTENCE_WEIGHT * _share(weights, terms)
+        score += (1 - SENTENCE_WEIGHT) * _share(weights, chunk_terms[candidate.source.n])
+        score = _typed(score, candidate.sentence, wanted) - RANK_PENALTY * candidate.rank
+        ranked.append(
+            Extracted(candidate.source.n, candidate.sentence, candidate.start, candidate.end, score)
+        )
+    return sorted(ranked, key=lambda e: -e.score)
+
+
+def choose(
+    ranked: Sequence[Extracted],
+    similarities: Sequence[float] = (),
+    config: ExtractiveConfig = ExtractiveConfig(),
+) -> Extracted | None:
+    """The answer among ``ranked`` (best lexical first): None when even the best lexical score
+    is under the gate, else the best of the first ``len(similarities)`` by lexical score plus
+    ``dense_weight`` × the sentence's embedding similarity to the question."""
+    if not ranked or ranked[0].score < config.min_score:
+        return None
+    if not similarities:
+        best = ranked[0]
+    else:
+        scored = zip(ranked, similarities, strict=False)
+        best = max(scored, key=lambda pair: pair[0].score + config.dense_weight * pair[1])[0]
+    return replace(best, score=round(best.score, 4))
+
+
 def extract_answer(
     question: str,
     sources: Sequence[SourceText],
     analyze_many: Analyzer,
     config: ExtractiveConfig = ExtractiveConfig(),
 ) -> Extracted | None:
-    """The best answering sentence, or None when no sentence answers well enough."""
-    candidates = _candidates(sources)
-    if not candidates:
-        return None
-    texts = [question, *(s.text + "\n" + s.context for s in sources)]
-    texts += [c.sentence for c in candidates]
-    analyzed = [set(terms.split()) for terms in analyze_many(texts)]
-    question_terms = analyzed[0] - _QUESTION_TERMS
-    if not question_terms:
-        return None
-    chunk_terms = dict(zip((s.n for s in sources), analyzed[1 : 1 + len(sources)], strict=True))
-    sentence_terms = analyzed[1 + len(sources) :]
-    weights = _rarity_weights(question_terms, sentence_terms)
-    wanted = expected_type(question)
-    best: tuple[float, _Candidate] | None = None
-    for candidate, terms in zip(candidates, sentence_terms, strict=True):
-        score = SENTENCE_WEIGHT * _share(weights, terms)
-        score += (1 - SENTENCE_WEIGHT) * _share(weights, chunk_terms[candidate.source.n])
-        score = _typed(score, candidate.sentence, wanted) - RANK_PENALTY * candidate.rank
-        if best is None or score > best[0]:
-            best = (score, candidate)
-    assert best is not None
-    score, chosen = best
-    if score < config.min_score:
-        return None
-    return Extracted(chosen.source.n, chosen.sentence, chosen.start, chosen.end, round(score, 4))
+    """The best answering sentence by lexical score alone, or None when none answers well
+    enough (the engine adds the embedding similarity: :func:`choose`)."""
+    return choose(rank_sentences(question, sources, analyze_many), (), config)
 
 
 def _candidates(sources: Sequence[SourceText]) -> list[_Candidate]:

@@ -145,6 +145,7 @@ class QueryRuntime:
         return DocqaQueryEngine(
             retriever=self.retriever(request.collection, request.top_k, request.filters),
             llm=llm,
+            embedder=self.embedder,
             config=EngineConfig(
                 context_window=settings.llm.context_window,
                 max_answer_tokens=settings.llm.max_answer_tokens,

@@ -99,3 +99,15 @@ def test_the_asked_for_type_is_recognised(question: str, kind: str | None) -> No
 )
 def test_an_answer_must_hold_what_was_asked(question: str, answer: str, responsive: bool) -> None:
     assert answers_question(question, answer) is responsive
+
+
+def test_similarity_reorders_the_lexical_top_but_the_gate_stays_lexical() -> None:
+    from query_engine.extractive import Extracted, ExtractiveConfig, choose
+
+    first = Extracted(1, "Lexically best.", 0, 15, 0.60)
+    second = Extracted(1, "Semantically best.", 16, 34, 0.55)
+    config = ExtractiveConfig(min_score=0.35, dense_weight=1.0)
+    assert choose([first, second], [0.80, 0.90], config) == second  # 0.55 + 0.90 > 0.60 + 0.80
+    assert choose([first, second], [], config) == first
+    gated = ExtractiveConfig(min_score=0.65, dense_weight=1.0)
+    assert choose([first, second], [0.80, 0.99], gated) is None
