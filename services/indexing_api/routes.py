@@ -80,7 +80,7 @@ async def add_documents(
     collection: str, request: Request, settings: SettingsDep, jobs: JobsDep
 ) -> JobAccepted:
     schema.validate_collection_name(collection)
-    _check_declared_size(request, settings.limits.max_upload_bytes)
+    # the body as a whole was bounded before anything read it (services.common.limits)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     rejected: list[dict[str, str]] = []
     if media == "application/json":
@@ -103,15 +103,6 @@ async def add_documents(
         status_url=f"/v1/jobs/{job_id}",
         rejected=rejected,
     )
-
-
-def _check_declared_size(request: Request, limit: int) -> None:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLarge(
-            f"request body is {int(declared)} bytes; the limit is {limit}",
-            detail={"limit_bytes": limit},
-        )
 
 
 async def _json_documents(request: Request) -> list[SourceDocument]:

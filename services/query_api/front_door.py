@@ -12,7 +12,8 @@ front of routing, exactly once per request:
   travels to the route in the request state and the route only generates.
 
 It sits inside ``RequestContextMiddleware``: every request still gets its request id, access-log
-line and metrics, under the route's own label.
+line and metrics, under the route's own label; and inside the body limit
+(:mod:`services.common.limits`): what it reads has been counted and measured for JSON depth.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from docqa_core.errors import (
     DependencyUnavailable,
     DocqaError,
     InvalidRequest,
+    PayloadTooLarge,
     RateLimited,
 )
 
@@ -59,6 +60,14 @@ class UnsupportedParameter(OpenAIParameterError):
 
 class InvalidParameter(OpenAIParameterError):
     code = "invalid_value"
+
+
+class ParameterTooLarge(PayloadTooLarge):
+    """A request parameter holding more than this server takes (413), named in ``param``."""
+
+    def __init__(self, message: str, *, param: str) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 def error_body(status: int, message: str, code: str, param: str | None = None) -> dict[str, Any]:

@@ -38,6 +38,7 @@ from services.query_api.deps import RuntimeDep
 from services.query_api.openai_errors import OpenAIRoute, docqa_error_body, error_body
 from services.query_api.openai_schemas import (
     ChatCompletionIn,
+    check_size,
     generation_options,
     question_and_history,
     unsupported_parameter,
@@ -70,6 +71,7 @@ async def list_models(runtime: RuntimeDep) -> dict[str, Any]:
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completion over a collection")
 async def chat_completions(body: ChatCompletionIn, request: Request, runtime: RuntimeDep) -> Any:
+    check_size(body.messages, runtime.settings.limits)
     refused = unsupported_parameter(body)
     if refused is not None:
         raise refused

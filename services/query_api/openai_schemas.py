@@ -6,7 +6,9 @@ Taken: ``model`` (the collection), ``messages``, ``stream``, ``stream_options.in
 ``temperature`` (0-2), ``stop`` (a string or up to 4), and system/developer messages as extra
 instructions (at most 2,000 characters together). Refused with a 400: ``n`` > 1, tools and
 functions, logprobs, a ``response_format`` other than text. Other OpenAI parameters (``top_p``,
-``seed``, ``user``, …) are accepted and have no effect.
+``seed``, ``user``, …) are accepted and have no effect. Refused with a 413: more messages than
+``DOCQA_LIMITS_MAX_MESSAGES`` or more characters in them than ``DOCQA_LIMITS_MAX_MESSAGES_CHARS``
+(the whole conversation is condensed, embedded and analysed: its size is the request's cost).
 """
 
 from __future__ import annotations
@@ -23,9 +25,15 @@ from query_engine.generation import (
     GenerationOptions,
 )
 from query_engine.memory import Turn
-from services.query_api.openai_errors import InvalidParameter, UnsupportedParameter
+from services.common.settings import MAX_MESSAGES_CEILING, LimitsSettings
+from services.query_api.openai_errors import (
+    InvalidParameter,
+    ParameterTooLarge,
+    UnsupportedParameter,
+)
 
-MAX_MESSAGES = 100
+# a hard bound for the parser; the server's own is DOCQA_LIMITS_MAX_MESSAGES (check_size)
+MAX_MESSAGES = MAX_MESSAGES_CEILING
 INSTRUCTION_ROLES = ("system", "developer")
 
 
@@ -85,6 +93,23 @@ class ChatCompletionIn(BaseModel):
     @property
     def include_usage(self) -> bool:
         return self.stream_options is not None and self.stream_options.include_usage
+
+
+def check_size(messages: list[ChatMessageIn], limits: LimitsSettings) -> None:
+    """The conversation within ``DOCQA_LIMITS_MAX_MESSAGES`` and ``…_MAX_MESSAGES_CHARS``."""
+    if len(messages) > limits.max_messages:
+        raise ParameterTooLarge(
+            f"the request has {len(messages)} messages; this server takes at most "
+            f"{limits.max_messages} (DOCQA_LIMITS_MAX_MESSAGES)",
+            param="messages",
+        )
+    chars = sum(len(message.text()) for message in messages)
+    if chars > limits.max_messages_chars:
+        raise ParameterTooLarge(
+            f"the messages have {chars} characters together; this server takes at most "
+            f"{limits.max_messages_chars} (DOCQA_LIMITS_MAX_MESSAGES_CHARS)",
+            param="messages",
+        )
 
 
 def unsupported_parameter(body: ChatCompletionIn) -> UnsupportedParameter | None:

@@ -17,9 +17,13 @@ from query_engine.answer import AnswerMode
 from query_engine.answering import AnswerRequest
 from query_engine.generation import SERVER_DEFAULTS, GenerationOptions
 from query_engine.memory import Turn, key_fingerprint
+from query_engine.retrieval import filter_expression
 from services.common.auth import bearer_token
 from services.common.settings import QuerySettings
 from services.query_api.schemas import QueryIn
+
+# metadata keys one request may filter on (each list value holds at most MAX_FILTER_VALUES)
+MAX_FILTER_KEYS = 16
 
 
 def validated_top_k(
@@ -35,6 +39,19 @@ def validated_top_k(
     if top_k > settings.limits.max_top_k:
         raise InvalidRequest(f"top_k may be at most {settings.limits.max_top_k}")
     return top_k
+
+
+def validated_filters(filters: Mapping[str, Any]) -> Mapping[str, Any]:
+    """Filters checked where the request comes in, before any lookup or cache key uses them:
+    at most :data:`MAX_FILTER_KEYS` keys, and what retrieval would refuse (key names, scalar or
+    list values, at most ``MAX_FILTER_VALUES`` a list) refused here."""
+    if len(filters) > MAX_FILTER_KEYS:
+        raise InvalidRequest(
+            f"filters has {len(filters)} keys; at most {MAX_FILTER_KEYS} are allowed",
+            detail={"max_filter_keys": MAX_FILTER_KEYS},
+        )
+    filter_expression(filters)
+    return filters
 
 
 def owner_of(request: Request) -> str:
@@ -72,7 +89,7 @@ def build_answer_request(
         collection=collection,
         question=question,
         top_k=validated_top_k(collection, question, top_k, settings),
-        filters=filters,
+        filters=validated_filters(filters),
         session_id=session_id,
         owner=owner_of(request),
         history=tuple(history),

@@ -26,7 +26,12 @@ from services.common.metrics import QUERY_STAGE_SECONDS
 from services.query_api.deps import RuntimeDep, runtime_of
 from services.query_api.front_door import lookup_for
 from services.query_api.outcomes import observe
-from services.query_api.requests import answer_request, owner_of, validated_top_k
+from services.query_api.requests import (
+    answer_request,
+    owner_of,
+    validated_filters,
+    validated_top_k,
+)
 from services.query_api.schemas import QueryIn, QueryOut, RetrieveOut
 
 log = logging.getLogger(__name__)
@@ -93,8 +98,9 @@ def sse(event: str, data: dict[str, Any]) -> str:
 )
 async def retrieve(body: QueryIn, runtime: RuntimeDep) -> RetrieveOut:
     top_k = validated_top_k(body.collection, body.question, body.top_k, runtime.settings)
+    filters = validated_filters(body.filters)
     started = time.perf_counter()
-    retriever = runtime.retriever(body.collection, top_k, body.filters)
+    retriever = runtime.retriever(body.collection, top_k, filters)
     nodes = await retriever.aretrieve(QueryBundle(body.question))
     total = (time.perf_counter() - started) * 1000
     QUERY_STAGE_SECONDS.labels("retrieve").observe(total / 1000)

@@ -14,7 +14,7 @@ from query_engine.llm.policy import PolicyName
 @dataclass(frozen=True)
 class PoolConfig:
     model: str
-    api_key: str = "EMPTY"
+    api_key: str = field(default="EMPTY", repr=False)  # never in a log line or an error
     policy: PolicyName = "least_loaded"
     max_in_flight: int = 64
     queue_size: int = 256
