@@ -11,7 +11,7 @@ import pytest
 from deploy import stack
 
 KEYS = {"DOCQA_QUERY_KEY": "q" * 30, "DOCQA_ADMIN_KEY": "a" * 30}
-LLM_VARS = ("DOCQA_LLM_ENDPOINTS", "DOCQA_LLM_MODEL", "DOCQA_LLM_API_KEY")
+LLM_VARS = ("DOCQA_LLM_ENDPOINTS", "DOCQA_LLM_MODEL", "DOCQA_LLM_API_KEY", "DOCQA_ANSWER_MODE")
 
 
 @pytest.fixture(autouse=True)
@@ -25,6 +25,12 @@ def test_without_an_endpoint_the_local_vllm_serves() -> None:
     env = stack.service_env(stack.StackPorts(), KEYS)
     assert env["DOCQA_LLM_ENDPOINTS"] == "http://127.0.0.1:8010/v1"
     assert env["DOCQA_LLM_MODEL"] == "smollm2"
+    assert env["DOCQA_ANSWER_MODE"] == "extractive"  # the bundled model measured below it
+
+
+def test_an_answer_mode_set_before_up_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCQA_ANSWER_MODE", "auto")
+    assert stack.service_env(stack.StackPorts(), KEYS)["DOCQA_ANSWER_MODE"] == "auto"
 
 
 def test_an_endpoint_set_before_up_replaces_the_local_vllm(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -35,6 +41,7 @@ def test_an_endpoint_set_before_up_replaces_the_local_vllm(monkeypatch: pytest.M
     assert env["DOCQA_LLM_ENDPOINTS"] == "http://gpu-1:8000/v1,http://gpu-2:8000/v1"
     assert env["DOCQA_LLM_MODEL"] == "qwen2.5-7b-instruct"
     assert env["DOCQA_LLM_API_KEY"] == "sk-test"
+    assert "DOCQA_ANSWER_MODE" not in env  # a real model: the server's default (auto)
 
 
 def test_up_with_an_endpoint_installs_and_starts_no_vllm(
