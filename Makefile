@@ -45,6 +45,7 @@ bench: setup
 	$(VENV)/bin/python -m bench.retrieval_eval
 	$(VENV)/bin/python -m bench.ingest
 	$(VENV)/bin/python -m bench.query --up
+	$(VENV)/bin/python -m bench.rate_limit
 	$(VENV)/bin/python -m bench.front_door
 	$(VENV)/bin/python -m bench.answer_eval --quick
 

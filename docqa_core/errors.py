@@ -61,9 +61,18 @@ class RateLimited(DocqaError):
     code = "rate_limited"
     http_status = 429
 
-    def __init__(self, message: str, *, retry_after_s: float, detail: Any = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after_s: float,
+        detail: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message, detail=detail)
         self.retry_after_s = retry_after_s
+        # sent with the 429 besides Retry-After (e.g. the X-RateLimit-* headers of a quota)
+        self.headers = dict(headers or {})
 
 
 class DependencyUnavailable(DocqaError):

@@ -47,3 +47,10 @@ def answer_key_stem(prefix: str, collection: str) -> str:
 def query_embedding_prefix(prefix: str, model: str, dim: int) -> str:
     """Query-embedding cache keys are this prefix followed by the question's digest."""
     return f"{prefix}:qemb:{model}:{dim}:"
+
+
+def rate_limit_key(prefix: str, fingerprint: str, kind: str) -> str:
+    """A key's rate-limit state (``kind``: ``queries``, ``streams``, ``ingest_bytes``), keyed
+    by the API key's fingerprint. The hash tag keeps one key's states in one cluster slot, so
+    one Lua script may touch several of them."""
+    return f"{prefix}:ratelimit:{{{fingerprint}}}:{kind}"

@@ -58,6 +58,7 @@ def docqa_error_response(exc: DocqaError) -> JSONResponse:
     headers: dict[str, str] = {}
     detail = exc.detail
     if isinstance(exc, RateLimited):
+        headers.update(exc.headers)
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
     if isinstance(exc, DependencyUnavailable):
         detail = {"dependency": exc.dependency, "reason": exc.detail}

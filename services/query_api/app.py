@@ -8,10 +8,12 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from services.common.app import create_app
+from services.common.rate_limits import RateLimiter
 from services.common.settings import QuerySettings
 from services.query_api.faq_routes import router as faq_router
 from services.query_api.front_door import QueryFrontDoor
 from services.query_api.openai_routes import router as openai_router
+from services.query_api.rate_limits import QueryRateLimits
 from services.query_api.routes import router
 from services.query_api.runtime import QueryRuntime
 
@@ -21,6 +23,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime = await QueryRuntime.start(app.state.settings)
     app.state.runtime = runtime
     app.state.readiness_checks = runtime.readiness_checks()
+    settings: QuerySettings = app.state.settings
+    app.state.rate_limiter = RateLimiter(
+        runtime.clients.redis,
+        prefix=settings.redis.key_prefix,
+        settings=settings.rate_limit,
+        # a stream's slot frees itself this long after it was taken, if nothing gave it back
+        stream_lease_s=settings.llm.request_timeout_s + 60,
+    )
     try:
         yield
     finally:
@@ -34,5 +44,5 @@ def build_app(settings: QuerySettings | None = None) -> FastAPI:
         settings=settings or QuerySettings(),
         lifespan=lifespan,
         routers=[router, openai_router, faq_router],
-        inner_middleware=[QueryFrontDoor],
+        inner_middleware=[QueryRateLimits, QueryFrontDoor],
     )

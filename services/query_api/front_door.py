@@ -14,6 +14,8 @@ front of routing, exactly once per request:
 It sits inside ``RequestContextMiddleware``: every request still gets its request id, access-log
 line and metrics, under the route's own label; and inside the body limit
 (:mod:`services.common.limits`): what it reads has been counted and measured for JSON depth.
+Right in front of it, :mod:`services.query_api.rate_limits` counts the request against its key's
+limits (once, so a cache or FAQ hit answered here counts too).
 """
 
 from __future__ import annotations

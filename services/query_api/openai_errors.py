@@ -90,6 +90,7 @@ def _status(exc: DocqaError) -> int:
 def docqa_error_response(exc: DocqaError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited):
+        headers.update(exc.headers)
         headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
     if isinstance(exc, DependencyUnavailable):
         log.warning("dependency unavailable", extra={"dependency": exc.dependency})
