@@ -19,15 +19,16 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from docqa_core.errors import DocqaError, JobNotFound
+from docqa_core.errors import DocqaError, InvalidRequest, JobNotFound
 from indexing.job_keys import redis_text
 from indexing.job_leases import JobLeases
+from indexing.loaders.isolated import ParseLimits, PendingUpload, parse_upload
 from indexing.pipeline import DocumentOutcome, IngestionPipeline, SourceDocument
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 JobState = Literal["queued", "running", "succeeded", "failed", "partial"]
 FINAL_STATES: frozenset[str] = frozenset({"succeeded", "failed", "partial"})
 MAX_ERRORS_KEPT = 200
+UploadParser = Callable[[PendingUpload], Awaitable[list[SourceDocument]]]
 
 
 class JobStore(JobLeases):
@@ -44,17 +46,25 @@ class JobStore(JobLeases):
         super().__init__(redis, prefix)
         self._ttl = ttl_s
 
-    async def create(self, collection: str, documents: Sequence[SourceDocument]) -> str:
+    async def create(
+        self,
+        collection: str,
+        documents: Sequence[SourceDocument],
+        uploads: Sequence[PendingUpload] = (),
+    ) -> str:
+        """``uploads``: files the job parses itself, each in a child process (PDF, DOCX, HTML)."""
         job_id = uuid.uuid4().hex
         record = {
             "job_id": job_id,
             "collection": collection,
             "state": "queued",
             "created_at": time.time(),
-            "total": len(documents),
+            "total": len(documents) + len(uploads),
             "attempts": 0,
         }
-        payload = json.dumps([dataclasses.asdict(d) for d in documents], ensure_ascii=False)
+        entries = [dataclasses.asdict(d) for d in documents]
+        entries += [{"upload": upload.to_payload()} for upload in uploads]
+        payload = json.dumps(entries, ensure_ascii=False)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(self._payload_key(job_id), payload, ex=self._ttl)
             pipe.hset(self._job_key(job_id), mapping=_encode(record))
@@ -73,10 +83,18 @@ class JobStore(JobLeases):
         return _decode(raw)
 
     async def documents(self, job_id: str) -> list[SourceDocument]:
+        return (await self.payload(job_id))[0]
+
+    async def uploads(self, job_id: str) -> list[PendingUpload]:
+        return (await self.payload(job_id))[1]
+
+    async def payload(self, job_id: str) -> tuple[list[SourceDocument], list[PendingUpload]]:
+        """The job's documents and the uploads it has still to parse."""
         payload = await self._redis.get(self._payload_key(job_id))
-        if payload is None:
-            return []
-        return [_document_from_dict(d) for d in json.loads(payload)]
+        entries = json.loads(payload) if payload is not None else []
+        documents = [_document_from_dict(e) for e in entries if "upload" not in e]
+        uploads = [PendingUpload.from_payload(e["upload"]) for e in entries if "upload" in e]
+        return documents, uploads
 
     async def claim(self, worker_id: str, wait_s: int) -> str | None:
         job_id = await self._redis.blmove(
@@ -153,8 +171,10 @@ class JobWorker:
         retry_delay_s: float = 2.0,
         lease_ttl_s: float = 30.0,
         worker_id: str | None = None,
+        parse: UploadParser | None = None,
     ) -> None:
         self._jobs = jobs
+        self._parse: UploadParser = parse or _default_parser
         self._pipeline = pipeline
         self._concurrency = concurrency
         self._max_attempts = max_attempts
@@ -259,17 +279,34 @@ class JobWorker:
             )
             return
         await self._jobs.start_attempt(job_id)
-        documents = await self._jobs.documents(job_id)
+        documents, uploads = await self._jobs.documents(job_id), await self._jobs.uploads(job_id)
         try:
+            parsed, failures = await self._parse_uploads(job_id, uploads)
             outcomes = await self._pipeline.ingest(
                 job["collection"],
-                documents,
+                [*documents, *parsed],
                 on_document=lambda outcome: self._jobs.record(job_id, outcome),
             )
         except (DocqaError, RedisError, OSError) as exc:
             await self._after_failure(job_id, attempts + 1, exc)
             return
-        await self._finish(job_id, final_state(outcomes))
+        await self._finish(job_id, final_state([*failures, *outcomes]))
+
+    async def _parse_uploads(
+        self, job_id: str, uploads: Sequence[PendingUpload]
+    ) -> tuple[list[SourceDocument], list[DocumentOutcome]]:
+        """Parse each upload in its own child process (awaited: the lease keeps being renewed);
+        one that cannot be parsed fails that document only."""
+        parsed: list[SourceDocument] = []
+        failures: list[DocumentOutcome] = []
+        for upload in uploads:
+            try:
+                parsed.extend(await self._parse(upload))
+            except InvalidRequest as exc:
+                failure = DocumentOutcome(upload.doc_id, "failed", error=exc.message)
+                failures.append(failure)
+                await self._jobs.record(job_id, failure)
+        return parsed, failures
 
     async def _finish(self, job_id: str, state: JobState, *, error: str | None = None) -> None:
         await self._jobs.finish(job_id, state, worker_id=self.worker_id, error=error)
@@ -286,6 +323,10 @@ class JobWorker:
             log.warning("job will be retried", extra={"job_id": job_id, "error": message})
             await asyncio.sleep(self._retry_delay_s)
             await self._jobs.retry_later(job_id, message, worker_id=self.worker_id)
+
+
+async def _default_parser(upload: PendingUpload) -> list[SourceDocument]:
+    return await parse_upload(upload, ParseLimits())
 
 
 def new_worker_id() -> str:

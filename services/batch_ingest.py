@@ -23,9 +23,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from docqa_core.errors import DocqaError
 from indexing import schema
-from indexing.loaders import load_documents
+from indexing.loaders import ParseLimits, load_upload_isolated
 from indexing.pipeline import DocumentOutcome, IngestionPipeline, SourceDocument
-from services.common.clients import build_data_clients, build_pipeline, warm_up_models
+from services.common.clients import (
+    build_data_clients,
+    build_pipeline,
+    parse_limits,
+    warm_up_models,
+)
 from services.common.settings import IndexingSettings
 
 SUPPORTED_SUFFIXES = {
@@ -101,12 +106,16 @@ def discover(path: Path) -> list[Path]:
     )
 
 
-def documents_in(path: Path, root: Path, summary: Summary) -> Iterator[SourceDocument]:
-    """Documents of one file; a file that cannot be read counts as one failed document."""
+def documents_in(
+    path: Path, root: Path, summary: Summary, limits: ParseLimits | None = None
+) -> Iterator[SourceDocument]:
+    """Documents of one file; a file that cannot be read counts as one failed document. PDF,
+    DOCX and HTML are parsed in a child process under ``limits`` (blocking: run it in a thread)."""
     relative = path.relative_to(root).as_posix() if path != root else path.name
     content_type = mimetypes.guess_type(path.name)[0] or ""
     try:
-        documents = load_documents(relative, content_type, path.read_bytes())
+        data = path.read_bytes()
+        documents = load_upload_isolated(relative, content_type, data, limits or ParseLimits())
     except (DocqaError, OSError) as exc:
         message = exc.message if isinstance(exc, DocqaError) else str(exc)
         summary.add(DocumentOutcome(relative, "failed", error=message))
@@ -138,7 +147,8 @@ async def ingest_path(
         await warm_up_models(clients.embedder)
         with _progress(console) as progress:
             bar = _Bar(progress, summary, started, len(files))
-            await _ingest_files(files, root, collection, shard, pipeline, summary, bar, stop)
+            reading = _Reading(root, shard, parse_limits(settings.limits))
+            await _ingest_files(files, reading, collection, pipeline, summary, bar, stop)
         if summary.indexed:
             await clients.store.flush(collection)
     finally:
@@ -175,11 +185,19 @@ class _Bar:
         )
 
 
+@dataclass(frozen=True)
+class _Reading:
+    """How files are read: their root (doc ids are paths under it), the shard, parse limits."""
+
+    root: Path
+    shard: Shard
+    limits: ParseLimits
+
+
 async def _ingest_files(
     files: list[Path],
-    root: Path,
+    reading: _Reading,
     collection: str,
-    shard: Shard,
     pipeline: IngestionPipeline,
     summary: Summary,
     bar: _Bar,
@@ -197,7 +215,7 @@ async def _ingest_files(
         if stop.is_set():
             return
         failed_before = summary.failed
-        mine = await asyncio.to_thread(_documents_of_shard, file, root, shard, summary)
+        mine = await asyncio.to_thread(_documents_of_shard, file, reading, summary)
         bar.read(number, len(mine) + summary.failed - failed_before)
         for document in mine:
             batch.append(document)
@@ -214,12 +232,10 @@ def _batch_is_full(batch: list[SourceDocument]) -> bool:
     return len(batch) >= BATCH_DOCUMENTS or sum(len(d.text) for d in batch) >= BATCH_CHARS
 
 
-def _documents_of_shard(
-    file: Path, root: Path, shard: Shard, summary: Summary
-) -> list[SourceDocument]:
+def _documents_of_shard(file: Path, reading: _Reading, summary: Summary) -> list[SourceDocument]:
     mine = []
-    for document in documents_in(file, root, summary):
-        if shard.owns(document.doc_id):
+    for document in documents_in(file, reading.root, summary, reading.limits):
+        if reading.shard.owns(document.doc_id):
             mine.append(document)
         else:
             summary.skipped_other_shards += 1

@@ -1,6 +1,10 @@
 """Uploaded files → :class:`SourceDocument`.
 
-Supported formats, chosen by file extension (the content type must agree, or be generic):
+Supported formats, chosen by file extension (the content type must agree, or be generic, and the
+bytes must be what the extension says: a ``.pdf`` that is a zip or a program renamed ``.txt`` is
+an :class:`UnsupportedMediaType`; see ``sniff``). PDF, DOCX and HTML uploads are parsed in a
+child process with a time and a memory limit, a page cap for PDF and a zip-bomb check for DOCX
+(``isolated``, ``zip_guard``).
 
 - ``.txt``, ``.md``/``.markdown``: text, decoded as described in :func:`decode_text`.
 - ``.html``/``.htm``: scripts, styles and navigation dropped; headings become markdown ``#``
@@ -26,15 +30,29 @@ JSON Lines records).
 """
 
 from indexing.loaders.decoding import decode_text
-from indexing.loaders.dispatch import SUPPORTED_EXTENSIONS, load_documents, load_file
+from indexing.loaders.dispatch import (
+    SUPPORTED_EXTENSIONS,
+    load_documents,
+    load_file,
+    load_upload_isolated,
+    read_upload,
+)
 from indexing.loaders.documents import doc_id_for_file
 from indexing.loaders.html_markdown import html_to_markdown
+from indexing.loaders.isolated import ParseLimits, PendingUpload, parse_upload
+from indexing.loaders.sniff import sniff
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
+    "ParseLimits",
+    "PendingUpload",
     "decode_text",
     "doc_id_for_file",
     "html_to_markdown",
     "load_documents",
     "load_file",
+    "load_upload_isolated",
+    "parse_upload",
+    "read_upload",
+    "sniff",
 ]

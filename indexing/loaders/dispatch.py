@@ -1,4 +1,9 @@
-"""Choosing the loader for an upload: by file extension, checked against the content type.
+"""Choosing the loader for an upload: by file extension, checked against the content type and
+against what the bytes really are (``indexing.loaders.sniff``).
+
+PDF, DOCX and HTML are parsed in a child process under time and memory limits
+(``indexing.loaders.isolated``): :func:`read_upload` returns them as a ``PendingUpload`` for the
+job to parse; :func:`load_documents` (tests, tools) parses everything in this process.
 
 Every problem with a file's content is an :class:`InvalidRequest` naming the file; an
 unsupported type is an :class:`UnsupportedMediaType`.
@@ -12,11 +17,19 @@ import re
 from collections.abc import Callable
 
 from docqa_core.errors import InvalidRequest, UnsupportedMediaType
+from indexing.loaders.documents import doc_id_for_file
 from indexing.loaders.docx import _load_docx
+from indexing.loaders.isolated import (
+    ISOLATED_FORMATS,
+    ParseLimits,
+    PendingUpload,
+    parse_upload_sync,
+)
 from indexing.loaders.jsonl import _load_json, _load_jsonl
 from indexing.loaders.pdf import _load_pdf
+from indexing.loaders.sniff import check_content
 from indexing.loaders.text import _load_html, _load_markdown, _load_text
-from indexing.pipeline import SourceDocument
+from indexing.source_documents import SourceDocument
 
 _FORMATS: dict[str, str] = {
     ".txt": "text",
@@ -57,7 +70,32 @@ SUPPORTED_EXTENSIONS = tuple(_FORMATS)
 
 
 def load_documents(filename: str, content_type: str, data: bytes) -> list[SourceDocument]:
-    """Parse one uploaded file into the documents it holds (several for JSON/JSONL)."""
+    """Parse one uploaded file into the documents it holds (several for JSON/JSONL), in this
+    process and without limits: for trusted files. Uploads go through :func:`read_upload`."""
+    fmt, charset = _format_of(filename, content_type, data)
+    return _named(filename, lambda: _LOADERS[fmt](filename, data, charset))
+
+
+def read_upload(
+    filename: str, content_type: str, data: bytes
+) -> list[SourceDocument] | PendingUpload:
+    """Check an upload's type and content; parse text formats now (cheap), and return PDF, DOCX
+    and HTML as a ``PendingUpload`` to be parsed in a child process (``parse_upload``)."""
+    fmt, charset = _format_of(filename, content_type, data)
+    if fmt in ISOLATED_FORMATS:
+        return PendingUpload(filename, fmt, data, charset, doc_id_for_file(filename, data))
+    return _named(filename, lambda: _LOADERS[fmt](filename, data, charset))
+
+
+def load_upload_isolated(
+    filename: str, content_type: str, data: bytes, limits: ParseLimits
+) -> list[SourceDocument]:
+    """:func:`read_upload`, then the pending parse at once (blocking: call it from a thread)."""
+    read = read_upload(filename, content_type, data)
+    return parse_upload_sync(read, limits) if isinstance(read, PendingUpload) else read
+
+
+def _format_of(filename: str, content_type: str, data: bytes) -> tuple[str, str | None]:
     extension = os.path.splitext(filename.lower())[1]
     media, charset = _parse_content_type(content_type)
     fmt = _FORMATS.get(extension)
@@ -68,8 +106,13 @@ def load_documents(filename: str, content_type: str, data: bytes) -> list[Source
             "sent with a matching content type or application/octet-stream",
             detail={"filename": filename, "content_type": media},
         )
+    check_content(filename, fmt, data)
+    return fmt, charset
+
+
+def _named(filename: str, load: Callable[[], list[SourceDocument]]) -> list[SourceDocument]:
     try:
-        return _LOADERS[fmt](filename, data, charset)
+        return load()
     except InvalidRequest as exc:
         if filename not in exc.message:
             exc.message = f"{filename}: {exc.message}"

@@ -7,7 +7,7 @@ import os
 
 from indexing import schema
 from indexing.chunking import ChunkKind
-from indexing.pipeline import SourceDocument
+from indexing.source_documents import SourceDocument
 
 _TITLE_CHARS = 200
 

@@ -12,7 +12,7 @@ from typing import Any
 from docqa_core.errors import InvalidRequest
 from indexing.chunking import ChunkKind
 from indexing.loaders.documents import _file_document
-from indexing.pipeline import SourceDocument
+from indexing.source_documents import SourceDocument
 
 _DOCX_HEADING = re.compile(r"heading\s*(\d)", re.IGNORECASE)
 

@@ -14,7 +14,7 @@ from docqa_core.errors import InvalidRequest
 from indexing import schema
 from indexing.chunking import ChunkKind
 from indexing.loaders.decoding import decode_text
-from indexing.pipeline import SourceDocument
+from indexing.source_documents import SourceDocument
 
 _CHUNK_KINDS: tuple[str, ...] = get_args(ChunkKind)
 

@@ -10,10 +10,12 @@ from typing import Any
 
 from docqa_core.errors import InvalidRequest
 from indexing.loaders.documents import _TITLE_CHARS, _file_document
-from indexing.pipeline import SourceDocument
+from indexing.source_documents import SourceDocument
 
 
-def _load_pdf(filename: str, data: bytes, charset: str | None) -> list[SourceDocument]:
+def _load_pdf(
+    filename: str, data: bytes, charset: str | None, *, max_pages: int | None = None
+) -> list[SourceDocument]:
     try:
         from pypdf import PdfReader
     except ImportError as exc:  # pragma: no cover - pypdf is a dependency
@@ -22,6 +24,10 @@ def _load_pdf(filename: str, data: bytes, charset: str | None) -> list[SourceDoc
         reader = PdfReader(io.BytesIO(data), strict=False)
         if reader.is_encrypted and not reader.decrypt(""):
             raise InvalidRequest("the PDF is encrypted with a password; upload a decrypted copy")
+        if max_pages is not None and len(reader.pages) > max_pages:
+            raise InvalidRequest(
+                f"the PDF has {len(reader.pages)} pages; at most {max_pages} are accepted"
+            )
         pages = [_clean_pdf_text(page.extract_text() or "") for page in reader.pages]
         meta_title = _pdf_title(reader)
     except InvalidRequest:

@@ -9,7 +9,7 @@ from indexing.chunking import ChunkKind
 from indexing.loaders.decoding import decode_text
 from indexing.loaders.documents import _file_document
 from indexing.loaders.html_markdown import html_to_markdown
-from indexing.pipeline import SourceDocument
+from indexing.source_documents import SourceDocument
 
 
 def _text_document(filename: str, data: bytes, text: str, kind: ChunkKind) -> SourceDocument:

@@ -15,12 +15,14 @@ from redis.asyncio import Redis
 
 from indexing.analysis import warm_up as warm_up_analyzer
 from indexing.embedding import Embedder, EmbedderConfig, build_embedder
+from indexing.loaders import ParseLimits
 from indexing.pipeline import IngestionPipeline, PipelineConfig
 from indexing.store import ChunkStore
 from services.common.settings import (
     CommonSettings,
     EmbedderSettings,
     IndexingSettings,
+    LimitsSettings,
     MilvusSettings,
     RedisSettings,
 )
@@ -134,4 +136,16 @@ def build_pipeline(clients: DataClients, settings: IndexingSettings) -> Ingestio
             embed_batch_size=settings.embedder.batch_size,
             key_prefix=settings.redis.key_prefix,
         ),
+    )
+
+
+def parse_limits(limits: LimitsSettings) -> ParseLimits:
+    """The limits of parsing one uploaded PDF/DOCX/HTML, as plain config for ``indexing``."""
+    return ParseLimits(
+        timeout_s=limits.parse_timeout_s,
+        memory_mb=limits.parse_memory_mb,
+        max_pdf_pages=limits.max_pdf_pages,
+        max_docx_uncompressed_bytes=limits.max_docx_uncompressed_mb * 1024 * 1024,
+        max_docx_compression_ratio=limits.max_docx_compression_ratio,
+        max_document_chars=limits.max_document_chars,
     )

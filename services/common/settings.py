@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from services.common.rate_limit_settings import RateLimitSettings
+
 DEV_QUERY_KEY = "dev-query-key"
 DEV_ADMIN_KEY = "dev-admin-key"
 MIN_PRODUCTION_KEY_LENGTH = 24
@@ -115,6 +117,15 @@ class LimitsSettings(BaseModel):
     )
     max_documents_per_request: int = Field(1000, ge=1, le=100_000)
     max_document_chars: int = Field(5_000_000, ge=1000)
+    parse_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="indexing: wall-clock seconds to parse one PDF/DOCX/HTML"
+    )
+    parse_memory_mb: int = Field(
+        1024, ge=64, le=65536, description="indexing: memory one PDF/DOCX/HTML parse may use"
+    )
+    max_pdf_pages: int = Field(2000, ge=1, le=1_000_000)
+    max_docx_uncompressed_mb: int = Field(200, ge=1, le=100_000)
+    max_docx_compression_ratio: float = Field(100.0, ge=2, le=100_000)
     max_question_chars: int = Field(2000, ge=10, le=100_000)
     max_top_k: int = Field(20, ge=1, le=200)
     max_query_body_bytes: int = Field(
@@ -369,6 +380,7 @@ class CommonSettings(BaseSettings):
     embedder: EmbedderSettings = EmbedderSettings()
     auth: AuthSettings = AuthSettings()
     limits: LimitsSettings = LimitsSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
     server: ServerSettings = ServerSettings()
 
     @property

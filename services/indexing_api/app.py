@@ -10,9 +10,17 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from indexing.jobs import JobStore, JobWorker
+from indexing.loaders import PendingUpload, parse_upload
+from indexing.pipeline import SourceDocument
 from services.common.app import create_app
-from services.common.clients import build_data_clients, build_pipeline, warm_up_models
+from services.common.clients import (
+    build_data_clients,
+    build_pipeline,
+    parse_limits,
+    warm_up_models,
+)
 from services.common.health import DependencyCheck
+from services.common.rate_limits import RateLimiter
 from services.common.settings import IndexingSettings
 from services.indexing_api.routes import router
 
@@ -26,13 +34,25 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     pipeline = build_pipeline(clients, settings)
     jobs = JobStore(clients.redis, settings.redis.key_prefix)
     app.state.store, app.state.pipeline, app.state.jobs = clients.store, pipeline, jobs
+    app.state.rate_limiter = RateLimiter(
+        clients.redis, prefix=settings.redis.key_prefix, settings=settings.rate_limit
+    )
     app.state.readiness_checks = (
         DependencyCheck("milvus", clients.store.ping),
         DependencyCheck("redis", clients.redis.ping),
     )
     await warm_up_models(clients.embedder)
+    limits = parse_limits(settings.limits)
+
+    async def parse(upload: PendingUpload) -> list[SourceDocument]:
+        return await parse_upload(upload, limits)
+
     worker = JobWorker(
-        jobs, pipeline, concurrency=settings.ingest_workers, lease_ttl_s=settings.job_lease_ttl_s
+        jobs,
+        pipeline,
+        concurrency=settings.ingest_workers,
+        lease_ttl_s=settings.job_lease_ttl_s,
+        parse=parse,
     )
     worker_task = asyncio.create_task(worker.run(), name="job-worker")
     try:

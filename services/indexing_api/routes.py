@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 from pydantic import BaseModel, Field, ValidationError
 from starlette.datastructures import UploadFile
 
@@ -17,9 +17,10 @@ from docqa_core.errors import (
 )
 from indexing import schema
 from indexing.chunking import ChunkKind
-from indexing.loaders import load_documents
+from indexing.loaders import PendingUpload, read_upload
 from indexing.pipeline import SourceDocument
-from services.common.auth import Scope, require_scope
+from services.common.auth import Scope, bearer_token, require_scope
+from services.common.rate_limits import charge_ingest
 from services.indexing_api.deps import JobsDep, PipelineDep, SettingsDep, StoreDep
 
 MAX_PAGE_SIZE = 1000
@@ -77,29 +78,44 @@ _DOCUMENTS_BODY = {
     openapi_extra=_DOCUMENTS_BODY,
 )
 async def add_documents(
-    collection: str, request: Request, settings: SettingsDep, jobs: JobsDep
+    collection: str, request: Request, response: Response, settings: SettingsDep, jobs: JobsDep
 ) -> JobAccepted:
+    """Counts against the key's ``DOCQA_RATE_LIMIT_INGEST_BYTES_PER_DAY``: the JSON body's bytes,
+    or the uploaded files' bytes, once the documents are valid (a 429 when they do not fit)."""
     schema.validate_collection_name(collection)
     # the body as a whole was bounded before anything read it (services.common.limits)
     media = request.headers.get("content-type", "").split(";")[0].strip().lower()
     rejected: list[dict[str, str]] = []
+    pending: list[PendingUpload] = []  # PDF/DOCX/HTML: the job parses them, each in a child
     if media == "application/json":
         documents = await _json_documents(request)
+        nbytes = len(await request.body())  # read once, kept by the request
     elif media == "multipart/form-data":
-        documents, rejected = await _uploaded_documents(request, settings.limits.max_upload_bytes)
+        documents, pending, rejected, nbytes = await _uploaded_documents(
+            request, settings.limits.max_upload_bytes
+        )
     else:
         raise UnsupportedMediaType(
             "send application/json {'documents': [...]} or multipart/form-data files",
             detail={"content_type": media},
         )
     _check_documents(
-        documents, settings.limits.max_documents_per_request, settings.limits.max_document_chars
+        documents,
+        pending,
+        settings.limits.max_documents_per_request,
+        settings.limits.max_document_chars,
     )
-    job_id = await jobs.create(collection, documents)
+    quota = await charge_ingest(request.app.state, bearer_token(request), nbytes)
+    response.headers.update(quota.headers())
+    job_id = await (
+        jobs.create(collection, documents, pending)
+        if pending
+        else jobs.create(collection, documents)
+    )
     return JobAccepted(
         job_id=job_id,
         collection=collection,
-        documents=len(documents),
+        documents=len(documents) + len(pending),
         status_url=f"/v1/jobs/{job_id}",
         rejected=rejected,
     )
@@ -122,10 +138,13 @@ async def _json_documents(request: Request) -> list[SourceDocument]:
 
 async def _uploaded_documents(
     request: Request, limit: int
-) -> tuple[list[SourceDocument], list[dict[str, str]]]:
-    """Parse every uploaded file; a file that cannot be read is reported, not fatal.
+) -> tuple[list[SourceDocument], list[PendingUpload], list[dict[str, str]], int]:
+    """Check every uploaded file; a file that cannot be read is reported, not fatal.
 
-    Returns the documents of the readable files and ``{"filename", "error"}`` for the others.
+    Returns the documents of the readable text files, the PDF/DOCX/HTML files the job will parse
+    (in a child process, with time and memory limits: a failure there is that document's job
+    error), ``{"filename", "error"}`` for the files refused here (a type or content mismatch is
+    one), and the bytes of all the files.
     Only when no file at all can be read does the request fail: 415 if every file was of an
     unsupported type, else 422, with the per-file errors in the detail.
     """
@@ -134,19 +153,27 @@ async def _uploaded_documents(
     if not uploads:
         raise InvalidRequest("the multipart body holds no files (field name: files)")
     documents: list[SourceDocument] = []
+    pending: list[PendingUpload] = []
     rejected: list[dict[str, str]] = []
     unsupported = 0
+    nbytes = 0
     for upload in uploads:
         data = await upload.read()
+        nbytes += len(data)
         filename = upload.filename or "upload.txt"
         if len(data) > limit:
             raise PayloadTooLarge(f"file {filename!r} is larger than {limit} bytes")
         try:
-            documents.extend(load_documents(filename, upload.content_type or "", data))
+            read = read_upload(filename, upload.content_type or "", data)
         except (InvalidRequest, UnsupportedMediaType) as exc:
             unsupported += isinstance(exc, UnsupportedMediaType)
             rejected.append({"filename": filename, "error": exc.message})
-    if not documents:
+            continue
+        if isinstance(read, PendingUpload):
+            pending.append(read)
+        else:
+            documents.extend(read)
+    if not documents and not pending:
         if rejected and unsupported == len(rejected):
             raise UnsupportedMediaType(rejected[0]["error"], detail={"rejected": rejected})
         raise InvalidRequest(
@@ -154,16 +181,22 @@ async def _uploaded_documents(
             + (f": {rejected[0]['error']}" if len(rejected) == 1 else ""),
             detail={"rejected": rejected},
         )
-    return documents, rejected
+    return documents, pending, rejected, nbytes
 
 
-def _check_documents(documents: list[SourceDocument], max_documents: int, max_chars: int) -> None:
-    if len(documents) > max_documents:
+def _check_documents(
+    documents: list[SourceDocument],
+    pending: list[PendingUpload],
+    max_documents: int,
+    max_chars: int,
+) -> None:
+    count = len(documents) + len(pending)
+    if count > max_documents:
         raise PayloadTooLarge(
-            f"{len(documents)} documents in one request; the limit is {max_documents}",
+            f"{count} documents in one request; the limit is {max_documents}",
             detail={"limit": max_documents},
         )
-    ids = [d.doc_id for d in documents]
+    ids = [d.doc_id for d in documents] + [p.doc_id for p in pending]
     if len(set(ids)) != len(ids):
         raise InvalidRequest("doc_id values must be unique within a request")
     for document in documents:

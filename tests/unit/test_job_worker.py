@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from indexing.jobs import JobState, JobStore, JobWorker, new_worker_id
+from indexing.loaders import PendingUpload
 from indexing.pipeline import (
     DocumentOutcome,
     IngestionPipeline,
@@ -65,6 +66,9 @@ class FakeJobStore(JobStore):
 
     async def start_attempt(self, job_id: str) -> None:
         self.records[job_id]["attempts"] = self.records[job_id].get("attempts", 0) + 1
+
+    async def uploads(self, job_id: str) -> list[PendingUpload]:
+        return []
 
     async def documents(self, job_id: str) -> list[SourceDocument]:
         return [SourceDocument("d1", "text")]

@@ -149,11 +149,17 @@ def test_pdf_title_falls_back_to_first_line() -> None:
 
 @pytest.mark.parametrize(
     "data",
-    [b"not a pdf at all", b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog", make_pdf(["hello"])[:-200], b""],
-    ids=["garbage", "truncated-header", "truncated", "empty"],
+    [b"%PDF-1.4\n1 0 obj\n<< /Type /Catalog", make_pdf(["hello"])[:-200]],
+    ids=["truncated-header", "truncated"],
 )
 def test_malformed_pdf_is_invalid_request(data: bytes) -> None:
     with pytest.raises(InvalidRequest, match=r"broken\.pdf: .*PDF"):
+        load_documents("broken.pdf", "application/pdf", data)
+
+
+@pytest.mark.parametrize("data", [b"not a pdf at all", b""], ids=["garbage", "empty"])
+def test_a_pdf_name_on_other_content_is_415(data: bytes) -> None:
+    with pytest.raises(UnsupportedMediaType, match=r"broken\.pdf: the content is text, not a PDF"):
         load_documents("broken.pdf", "application/pdf", data)
 
 
