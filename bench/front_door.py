@@ -3,7 +3,9 @@ each as a ratio to a bare FastAPI endpoint measured in the same run.
 
     python -m bench.front_door [--up] [--before REV] [--duration 5] [--rounds 3]
 
-The running local stack (``make up``) serves "after". "Before" is the query service of ``REV``
+The running local stack (``make up``) serves "after"; start it with a per-key limit the load
+cannot reach (``DOCQA_RATE_LIMIT_QUERIES_PER_MINUTE=10000000 make up``) so the limiter counts
+every request without refusing any (its limit is recorded). "Before" is the query service of ``REV``
 (default: the last commit before the query-runtime refactor), checked out into a temporary git
 worktree and started as a second process (``PYTHONPATH`` puts its packages first) against the
 same Redis, Milvus and vLLM with the same settings. Both are loaded the same way (``wrk``, or
@@ -79,6 +81,20 @@ def measure(stack: Stack, question: str, args: argparse.Namespace) -> dict[str, 
     return result
 
 
+def rate_limit_of(stack: Stack, question: str) -> int | None:
+    """The queries per minute the running service allows the bench key, from its headers."""
+    import httpx
+
+    reply = httpx.post(
+        f"{stack.query_url}/v1/query",
+        json={"collection": COLLECTION, "question": question},
+        headers={"Authorization": f"Bearer {stack.query_key}"},
+        timeout=120,
+    )
+    raw = reply.headers.get("x-ratelimit-limit")
+    return int(raw) if raw else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from deploy.stack import SAMPLE_QUESTION
 
@@ -91,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     stack = running_stack(args.up)
     ensure_load_generator()
     print(f"after: this checkout's query service at {stack.query_url}")
+    limit = rate_limit_of(stack, SAMPLE_QUESTION)
     after = measure(stack, SAMPLE_QUESTION, args)
     with worktree(args.before) as source, old_query_service(source) as url:
         print(f"before: {args.before}'s query service at {url}")
@@ -115,6 +132,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "cached_vs_bare_qps_ratio_after": after["ratio_to_bare"][top],
         "after_over_before": ratio(after["ratio_to_bare"][top], before["ratio_to_bare"][top]),
         "concurrency": top,
+        # the running service's queries/min for the bench key (None: not limited); a limit the
+        # load passes shows up as errors (429s), so the README's recipe sets a high one
+        "after_rate_limit_per_minute": limit,
         "before": before,
         "after": after,
     }

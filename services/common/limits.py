@@ -23,7 +23,6 @@ import logging
 from dataclasses import dataclass
 
 import numpy as np
-from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.common.errors import error_response
@@ -166,14 +165,12 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = Headers(scope=scope)
-        declared = _declared_length(headers.get("content-length"))
+        length, content_type = _length_and_type(scope)
+        declared = _declared_length(length)
         if declared is not None and declared > self.max_body_bytes:
             await self._too_large(scope, receive, send)
             return
-        depth = (
-            JsonDepthGauge(self.max_json_depth) if is_json(headers.get("content-type")) else None
-        )
+        depth = JsonDepthGauge(self.max_json_depth) if is_json(content_type) else None
         guard = _Guard(self.max_body_bytes, depth)
         try:
             await self.app(
@@ -242,6 +239,18 @@ def _guarded(guard: _Guard, send: Send) -> Send:
         await send(message)
 
     return send_guarded
+
+
+def _length_and_type(scope: Scope) -> tuple[str | None, str | None]:
+    """The request's ``Content-Length`` and ``Content-Type`` (the first of each), in one pass
+    over the raw headers: this runs for every request of both services."""
+    length = content_type = None
+    for name, value in scope["headers"]:
+        if name == b"content-length" and length is None:
+            length = value.decode("latin-1")
+        elif name == b"content-type" and content_type is None:
+            content_type = value.decode("latin-1")
+    return length, content_type
 
 
 def _declared_length(raw: str | None) -> int | None:

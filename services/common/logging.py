@@ -42,6 +42,11 @@ def configure_logging(level: str, *, json_logs: bool) -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    # neither format prints where a line was logged from: skip the stack walk that finds it
+    # (the logging HOWTO's "Optimization"), a few µs of every request's access-log line
+    logging._srcfile = None
+    # nor the thread, process or multiprocessing names each record would otherwise look up
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -12,7 +12,9 @@ One Lua script (:data:`LIMIT_SCRIPT`) decides a request in one round trip, atomi
   a replica that died frees itself); a stream is admitted when fewer than the limit are open and
   is removed when it ends (:meth:`RateLimiter.release_stream`).
 
-A request refused by either counts for neither. Redis's clock is used (one clock for every
+A busy key's queries are charged in batches (:mod:`.rate_allowance`: one round trip per batch,
+never more admitted than the limit; one per query near the limit or for a quiet key). A request
+refused by either counts for neither. Redis's clock is used (one clock for every
 replica) unless a test passes its own. **Fail open**: when Redis cannot be reached the request is
 admitted, with a warning logged at most once a minute, and Redis is not tried again for a second.
 """
@@ -23,7 +25,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +35,7 @@ from redis.exceptions import RedisError
 from docqa_core.errors import RateLimited
 from docqa_core.redis_keys import rate_limit_key
 from query_engine.memory import key_fingerprint
+from services.common.rate_allowance import QueryAllowances
 from services.common.rate_limit_settings import KeyLimits, RateLimitSettings
 
 log = logging.getLogger(__name__)
@@ -116,7 +119,14 @@ class Decision:
         }
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
-        return [(k.lower().encode(), v.encode()) for k, v in self.headers().items()]
+        """:meth:`headers` as ASGI sends them (built directly: every admitted query has them)."""
+        if self.limit <= 0:
+            return []
+        return [
+            (b"x-ratelimit-limit", b"%d" % self.limit),
+            (b"x-ratelimit-remaining", b"%d" % max(0, self.remaining)),
+            (b"x-ratelimit-reset", b"%d" % max(0, math.ceil(self.reset_s))),
+        ]
 
 
 ADMITTED = Decision(allowed=True)
@@ -172,9 +182,15 @@ class RateLimiter:
         self._clock = clock
         self._skip_until = 0.0
         self._warned_at = -math.inf
+        self._allowances = QueryAllowances()
+        self._limits: dict[str, KeyLimits] = {}
 
     def limits_of(self, fingerprint: str) -> KeyLimits:
-        return self.settings.for_key(fingerprint)
+        # settings are fixed for the process's life: built once per key, not per request
+        limits = self._limits.get(fingerprint)
+        if limits is None:
+            limits = self._limits[fingerprint] = self.settings.for_key(fingerprint)
+        return limits
 
     async def admit_query(self, fingerprint: str, *, stream_id: str | None = None) -> Decision:
         """Count one query; with ``stream_id``, also take a stream slot (released by
@@ -184,8 +200,14 @@ class RateLimiter:
         if limits.queries_per_minute == 0 and streams == 0:
             return ADMITTED
         keys = [self._key(fingerprint, "queries"), self._key(fingerprint, "streams")]
-        rate = (limits.queries_per_minute, MINUTE_MS, 1)
-        return await self._run(keys, rate, streams, stream_id or "")
+        limit = limits.queries_per_minute
+        if streams == 0 and QueryAllowances.worth_batching(limit):
+
+            def charge(cost: int) -> Awaitable[Decision]:
+                return self._run(keys, (limit, MINUTE_MS, cost), 0, "")
+
+            return await self._allowances.admit(fingerprint, limit, charge)
+        return await self._run(keys, (limit, MINUTE_MS, 1), streams, stream_id or "")
 
     async def charge_ingest(self, fingerprint: str, nbytes: int) -> Decision:
         limit = self.limits_of(fingerprint).ingest_bytes_per_day

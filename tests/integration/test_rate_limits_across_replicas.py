@@ -89,6 +89,27 @@ async def test_bytes_per_day_cost_their_size(redis: Redis) -> None:
     assert not too_big.allowed and too_big.retry_after_s == 86_400
 
 
+async def evalsha_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_evalsha", {}).get("calls", 0))
+
+
+async def test_busy_keys_are_charged_in_batches_never_past_the_limit(redis: Redis) -> None:
+    clock = Clock()  # frozen: a minute's worth is all there is
+    settings = RateLimitSettings(queries_per_minute=20_000)
+    shared = prefix()
+    replicas = [RateLimiter(redis, prefix=shared, settings=settings, clock=clock) for _ in "ab"]
+    before = await evalsha_calls(redis)
+    first = [await replicas[i % 2].admit_query("k") for i in range(16_000)]
+    trips = await evalsha_calls(redis) - before
+    assert all(d.allowed for d in first)
+    assert trips < 16_000 / 20  # batches, not one round trip per query
+    rest = [await replicas[i % 2].admit_query("k") for i in range(8_000)]
+    admitted = sum(d.allowed for d in first + rest)
+    assert admitted == 20_000  # exactly the limit over both replicas: none over, none lost
+    assert not any(d.allowed for d in rest[-1000:])
+
+
 async def test_stream_slots_are_taken_released_and_expire(redis: Redis) -> None:
     clock = Clock()
     settings = RateLimitSettings(queries_per_minute=0, concurrent_streams=2)
