@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import re
@@ -10,16 +11,16 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
-from fastapi import APIRouter, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, FastAPI
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from services.common.admin import public_ops_router
 from services.common.auth import KeyRing
 from services.common.errors import error_response, install_error_handlers
-from services.common.health import DependencyCheck, check_readiness
 from services.common.limits import BodyLimitMiddleware
 from services.common.logging import configure_logging, request_id_var
-from services.common.metrics import count_request, metrics_response
+from services.common.metrics import count_request
 from services.common.settings import CommonSettings
 
 log = logging.getLogger("docqa.access")
@@ -101,24 +102,12 @@ def _usable_request_id(raw: bytes) -> str | None:
     return text if _REQUEST_ID.fullmatch(text) else None
 
 
-def _ops_router() -> APIRouter:
-    router = APIRouter(tags=["ops"])
-
-    @router.get("/healthz", summary="The process is up")
-    async def healthz() -> dict[str, str]:
-        return {"status": "ok"}
-
-    @router.get("/readyz", summary="Every dependency this service needs is reachable")
-    async def readyz(request: Request) -> JSONResponse:
-        checks: Sequence[DependencyCheck] = getattr(request.app.state, "readiness_checks", ())
-        code, body = await check_readiness(checks)
-        return JSONResponse(body, status_code=code)
-
-    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-    async def metrics() -> Any:
-        return metrics_response()
-
-    return router
+def _native_telemetry(enabled: bool) -> dict[str, Any]:
+    """FastAPI's ``telemetry`` argument where this FastAPI has one (0.16x): everything off
+    unless asked for, so a request skips the per-request provider checks."""
+    if enabled or "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        return {}
+    return {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
 
 
 def create_app(
@@ -134,7 +123,9 @@ def create_app(
     metrics) and the body limit (``settings.max_body_bytes``, JSON depth), outermost first: no
     middleware of a service reads a body the limit has not measured."""
     configure_logging(settings.log_level, json_logs=settings.log_json)
-    app = FastAPI(title=title, version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title, version="0.1.0", lifespan=lifespan, **_native_telemetry(settings.otel)
+    )
     app.state.settings = settings
     app.state.keyring = KeyRing(
         query_keys=settings.auth.query_keys, admin_keys=settings.auth.admin_keys
@@ -144,8 +135,24 @@ def create_app(
     for middleware in reversed(inner_middleware):  # each one added wraps the ones before
         app.add_middleware(middleware)
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    if settings.cors_origins:
+        # outside the body limit and auth: a browser's preflight carries neither body nor key
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "X-Request-ID"],
+            expose_headers=[
+                "X-Request-ID",
+                "Retry-After",
+                "X-RateLimit-Limit",
+                "X-RateLimit-Remaining",
+                "X-RateLimit-Reset",
+            ],
+        )
     app.add_middleware(RequestContextMiddleware, service=service)
-    app.include_router(_ops_router())
+    # production keeps readiness detail and /metrics off the public port (services.common.admin)
+    app.include_router(public_ops_router(detailed=settings.environment != "production"))
     for router in routers:
         app.include_router(router)
     return app

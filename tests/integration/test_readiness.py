@@ -1,10 +1,14 @@
-"""/readyz names each dependency, and flips to 503 naming the one that went away."""
+"""/readyz names each dependency, and flips to 503 naming the one that went away; in production the
+public port's /readyz says only ready or not ready, and the admin app has the detail."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import httpx
+
 from deploy import processes, stack
+from services.common.admin import build_admin_app
 from services.query_api.app import build_app as build_query_app
 from tests.conftest import Servers, start_milvus
 from tests.integration.conftest import (
@@ -65,3 +69,51 @@ async def test_readyz_degrades_naming_redis_then_flips_to_503_naming_milvus(
     finally:
         processes.stop(redis_spec.pid_path)
         processes.stop(milvus_spec.pid_path)
+
+
+async def test_production_public_readyz_is_status_only_and_the_admin_app_has_the_detail(
+    servers: Servers,
+) -> None:
+    keys = {"query_keys": ["q" * 30], "admin_keys": ["a" * 30]}
+    app = build_query_app(query_settings(servers, environment="production", auth=keys))
+    async with running(app) as client:
+        public = await client.get("/readyz")
+        public_metrics = await client.get("/metrics")
+        transport = httpx.ASGITransport(app=build_admin_app(app))
+        async with httpx.AsyncClient(transport=transport, base_url="http://admin") as admin:
+            detail = await admin.get("/readyz")
+            metrics = await admin.get("/metrics")
+    assert (public.status_code, public.json()) == (200, {"status": "ready"})
+    # nothing of the internals on the public port: no endpoint, URL, port or component name
+    for internal in (servers.redis_url, servers.milvus_uri, str(servers.llm_url), "milvus"):
+        assert internal.removeprefix("http://") not in public.text
+    assert public_metrics.status_code == 404
+    assert detail.status_code == 200
+    assert set(detail.json()["dependencies"]) == {"milvus", "redis", "llm"}
+    assert metrics.status_code == 200 and "docqa_http_requests_total" in metrics.text
+
+
+async def test_production_public_readyz_says_not_ready_without_milvus(
+    data_servers: Servers, runtime_dir: Path
+) -> None:
+    milvus_spec, milvus_uri = start_milvus(runtime_dir, "prod-flip-milvus")
+    keys = {"query_keys": ["q" * 30], "admin_keys": ["a" * 30]}
+    settings = indexing_settings(
+        data_servers,
+        environment="production",
+        auth=keys,
+        milvus={"uri": milvus_uri, "timeout_s": 2},
+    )
+    try:
+        app = build_indexing_app(settings)
+        async with running(app) as client:
+            assert (await client.get("/readyz")).json() == {"status": "ready"}
+            processes.stop(milvus_spec.pid_path)
+            down = await client.get("/readyz")
+            transport = httpx.ASGITransport(app=build_admin_app(app))
+            async with httpx.AsyncClient(transport=transport, base_url="http://admin") as admin:
+                detail = (await admin.get("/readyz")).json()
+    finally:
+        processes.stop(milvus_spec.pid_path)
+    assert (down.status_code, down.json()) == (503, {"status": "not_ready"})
+    assert detail["failed"] == ["milvus"]

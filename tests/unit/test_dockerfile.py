@@ -6,16 +6,23 @@ from __future__ import annotations
 
 import fnmatch
 import json
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 from dockerfile_parse import DockerfileParser
+from pydantic import ValidationError
 
 from deploy import vllm_cpu
 from services.cli import build_parser
-from services.common.settings import QuerySettings
+from services.common.settings import (
+    DEV_ADMIN_KEY,
+    DEV_QUERY_KEY,
+    IndexingSettings,
+    QuerySettings,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "deploy" / "Dockerfile"
@@ -156,15 +163,58 @@ def _env(stage: Stage) -> dict[str, str]:
     return env
 
 
+def _image_docqa_env() -> dict[str, str]:
+    env = _env(stages()[-1])
+    return {name: value for name, value in env.items() if name.startswith("DOCQA_")}
+
+
 def test_final_image_sets_thread_counts_and_listens_on_all_interfaces(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     env = _env(stages()[-1])
     assert env["OPENBLAS_NUM_THREADS"] == "1"
-    docqa_env = {name: value for name, value in env.items() if name.startswith("DOCQA_")}
-    assert docqa_env == {"DOCQA_SERVER_HOST": "0.0.0.0"}
-    monkeypatch.setenv("DOCQA_SERVER_HOST", docqa_env["DOCQA_SERVER_HOST"])
-    assert QuerySettings().server.host == "0.0.0.0"  # the setting really is read by that name
+    assert _image_docqa_env() == {
+        "DOCQA_SERVER_HOST": "0.0.0.0",
+        "DOCQA_ENVIRONMENT": "production",
+        "DOCQA_SERVER_ADMIN_PORT": "9090",
+    }
+    _clear_docqa_env(monkeypatch)
+    for name, value in _image_docqa_env().items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("DOCQA_AUTH_QUERY_KEYS", "q" * 30)
+    monkeypatch.setenv("DOCQA_AUTH_ADMIN_KEYS", "a" * 30)
+    # the settings really are read by those names
+    for settings in (QuerySettings(), IndexingSettings()):
+        assert settings.server.host == "0.0.0.0"
+        assert settings.environment == "production"
+        assert settings.server.admin_port == 9090 != settings.server.port
+
+
+def _clear_docqa_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith("DOCQA_"):
+            monkeypatch.delenv(name)
+
+
+def test_the_image_refuses_to_start_with_the_development_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _clear_docqa_env(monkeypatch)
+    for name, value in _image_docqa_env().items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError, match="DOCQA_AUTH_QUERY_KEYS is required"):
+        QuerySettings()  # no keys given: development would have filled in the dev keys
+    monkeypatch.setenv("DOCQA_AUTH_QUERY_KEYS", DEV_QUERY_KEY)
+    monkeypatch.setenv("DOCQA_AUTH_ADMIN_KEYS", DEV_ADMIN_KEY)
+    with pytest.raises(ValidationError, match="development or short key"):
+        IndexingSettings()
+
+
+def test_the_image_exposes_the_public_and_admin_ports(monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_docqa_env(monkeypatch)
+    exposed = {int(port) for value in stages()[-1].values("EXPOSE") for port in value.split()}
+    admin_port = int(_image_docqa_env()["DOCQA_SERVER_ADMIN_PORT"])
+    assert exposed == {QuerySettings().server.port, IndexingSettings().server.port, admin_port}
 
 
 def test_entrypoint_runs_a_real_docqa_subcommand() -> None:

@@ -30,6 +30,7 @@ from pydantic import BaseModel, ValidationError
 
 from deploy import vllm_cpu
 from services import cli
+from services.common import serving
 from services.common.settings import (
     MIN_PRODUCTION_KEY_LENGTH,
     CommonSettings,
@@ -444,7 +445,8 @@ def _port_names(selector: Obj, objs: list[Obj]) -> set[str]:
 def _uvicorn_grace_s(c: Obj, objs: list[Obj]) -> int:
     """uvicorn's graceful-shutdown timeout as the container gets it (the setting's default when
     unset), after checking that `docqa serve` really passes the setting to uvicorn."""
-    source = inspect.getsource(cli.cmd_serve)
+    assert "serving.run(app, settings," in inspect.getsource(cli.cmd_serve)
+    source = inspect.getsource(serving.build_servers)
     assert "timeout_graceful_shutdown=settings.server.shutdown_timeout_s" in source
     default = ServerSettings.model_fields["shutdown_timeout_s"].default
     return int(effective_env(c, objs).get("DOCQA_SERVER_SHUTDOWN_TIMEOUT_S", default))
@@ -830,3 +832,57 @@ def test_prometheus_adapter_rule_serves_the_hpa_metric(overlay: str) -> None:
     query = rule["metricsQuery"]
     assert "rate(<<.Series>>{<<.LabelMatchers>>" in query and 'service="query"' in query
     assert "/healthz|/readyz|/metrics" in query, "probes and scrapes are not request traffic"
+
+
+# ----------------------------------------------------------------------------- admin port
+
+
+SERVING_CONTAINERS = {"query-api", "indexing-api"}
+
+
+def _admin_policy_sources(policies: list[Obj], pod: str, port: int, objs: list[Obj]) -> list[Obj]:
+    """The ``from`` peers of every rule that admits ``port`` to ``pod``; an open rule (no
+    ``from``) counts as the peer ``{}`` (everyone)."""
+    peers: list[Obj] = []
+    for policy in policies:
+        if pod not in pods_selected(policy["spec"]["podSelector"], objs):
+            continue
+        for rule in policy["spec"].get("ingress", []):
+            ports = {p["port"] for p in rule.get("ports", [])}
+            if ports and port not in ports:
+                continue
+            peers.extend(rule.get("from", [{}]))
+    return peers
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_metrics_and_readiness_detail_are_on_the_admin_port(overlay: str) -> None:
+    objs = objects(overlay)
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    served = {c["name"]: (obj, c) for obj, c in docqa_containers(objs)}
+    assert set(served) >= SERVING_CONTAINERS
+    for name in SERVING_CONTAINERS:
+        obj, c = served[name]
+        settings_port = int(effective_env(c, objs)["DOCQA_SERVER_ADMIN_PORT"])
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports["admin"] == settings_port != ports["http"], name
+        annotations = pod_template(obj)["metadata"]["annotations"]
+        assert annotations["prometheus.io/port"] == str(settings_port), name
+        assert annotations["prometheus.io/path"] == "/metrics", name
+        # only Prometheus' namespace reaches the admin port, and no Service exposes it
+        peers = _admin_policy_sources(policies, name, settings_port, objs)
+        assert peers, f"{name}: nothing may scrape the admin port"
+        for peer in peers:
+            namespace = peer.get("namespaceSelector", {}).get("matchLabels", {})
+            assert namespace == {"kubernetes.io/metadata.name": "monitoring"}, (name, peer)
+        for service in (o for o in objs if o["kind"] == "Service"):
+            for port in service["spec"]["ports"]:
+                assert port["targetPort"] not in ("admin", settings_port), service["metadata"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_public_port_stays_open_for_clients(overlay: str) -> None:
+    objs = objects(overlay)
+    policies = [o for o in objs if o["kind"] == "NetworkPolicy"]
+    for name, port in (("query-api", 8000), ("indexing-api", 8001)):
+        assert {} in _admin_policy_sources(policies, name, port, objs), name

@@ -9,6 +9,7 @@ from llama_index.core.llms import MessageRole
 
 from query_engine.prompts import (
     NOT_FOUND_ANSWERS,
+    SOURCE_FRAME_NEWLINE_TOKENS,
     SOURCE_SEPARATOR_TOKENS,
     SYSTEM_PROMPT,
     PromptSource,
@@ -108,20 +109,23 @@ def test_estimate_is_at_least_one_token_per_digit_or_cjk_symbol(text: str) -> No
 @pytest.mark.parametrize(
     ("title", "section", "header"),
     [
-        ("Rules", "", "[3] Rules"),
-        ("Rules", "제2장 > 제12조", "[3] Rules — 제2장 > 제12조"),
-        ("", "", "[3] untitled"),
-        ("", "Intro", "[3] untitled — Intro"),
+        ("Rules", "", '<source id="3">\n[3] Rules'),
+        ("Rules", "제2장 > 제12조", '<source id="3">\n[3] Rules — 제2장 > 제12조'),
+        ("", "", '<source id="3">\n[3] untitled'),
+        ("", "Intro", '<source id="3">\n[3] untitled — Intro'),
     ],
 )
 def test_source_header(title: str, section: str, header: str) -> None:
     assert source_header(PromptSource(3, title, section, "text")) == header
 
 
-def test_sources_are_numbered_blocks_separated_by_blank_lines() -> None:
+def test_sources_are_numbered_frames_separated_by_blank_lines() -> None:
     formatted = format_sources([source(1, "  first  "), source(2, "second", title="B")])
 
-    assert formatted == "[1] Travel rules\nfirst\n\n[2] B\nsecond"
+    assert formatted == (
+        '<source id="1">\n[1] Travel rules\nfirst\n</source>\n\n'
+        '<source id="2">\n[2] B\nsecond\n</source>'
+    )
 
 
 def test_build_messages_starts_with_the_stable_system_prompt() -> None:
@@ -138,7 +142,9 @@ def test_user_message_holds_sources_then_the_question() -> None:
 
     content = user.content
     assert isinstance(content, str)
-    assert content.startswith("Sources:\n\n[1] Travel rules — §4\n" + EN_TEXT)
+    assert content.startswith(
+        f'Sources:\n\n<source id="1">\n[1] Travel rules — §4\n{EN_TEXT}\n</source>\n\n'
+    )
     assert content.endswith(f"Question: {QUESTION}\nAnswer:")
     assert content.index(EN_TEXT) < content.index(QUESTION)
 
@@ -257,10 +263,10 @@ def test_packing_uses_the_given_counter() -> None:
         return len(text.split())
 
     sources = [source(1, "one two three four five"), source(2, "six seven eight nine ten")]
-    # header "[1] Travel rules" is 3 words, the text 5; separators are charged 1 for the first
-    # source ("\n" after its header) and SOURCE_SEPARATOR_TOKENS for each later one
-    first = 3 + 5 + 1
-    later = 3 + 5 + SOURCE_SEPARATOR_TOKENS
+    # the header '<source id="1">\n[1] Travel rules' is 5 words, the text 5, "</source>" 1;
+    # every source is charged the frame's newlines, and each later one the blank line before it
+    first = 5 + 5 + 1 + SOURCE_FRAME_NEWLINE_TOKENS
+    later = first + SOURCE_SEPARATOR_TOKENS
     base = base_tokens(count=words)
 
     def pack(budget: int) -> list[PromptSource]:
@@ -276,8 +282,10 @@ def test_packed_prompt_stays_within_budget_with_an_exact_counter() -> None:
         return len(text)
 
     sources = [source(n, "x" * 50, title="T") for n in (1, 2, 3)]
-    # two whole sources (56 + 58 characters with separators) and a third cut to 40 characters
-    budget = base_tokens(count=characters) + 56 + 58 + 8 + len(" …") + 40
+    # a frame is 21 characters of header ('<source id="1">\n[1] T'), 2 newlines and 9 of
+    # "</source>": two whole sources (82 + 84 characters with the blank line between them) and
+    # a third cut to 40 characters
+    budget = base_tokens(count=characters) + 82 + 84 + 34 + len(" …") + 40
 
     packed = pack_sources(QUESTION, sources, budget_tokens=budget, count_tokens=characters)
 

@@ -52,3 +52,79 @@ def test_job_lease_ttl_is_read_and_bounded(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("DOCQA_JOB_LEASE_TTL_S", "0.5")
     with pytest.raises(ValidationError, match="job_lease_ttl_s"):
         IndexingSettings()
+
+
+# --------------------------------------------------------------------------- production mode
+
+LONG_KEYS = {"DOCQA_AUTH_QUERY_KEYS": "q" * 30, "DOCQA_AUTH_ADMIN_KEYS": "a" * 30}
+
+
+def set_all(monkeypatch: pytest.MonkeyPatch, **env: str) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+
+def test_admin_port_is_off_by_default_and_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert QuerySettings().server.admin_port is None
+    monkeypatch.setenv("DOCQA_SERVER_ADMIN_PORT", "9090")
+    indexing, query = IndexingSettings(), QuerySettings()
+    assert (indexing.server.port, indexing.server.admin_port) == (8001, 9090)
+    assert (query.server.port, query.server.admin_port) == (8000, 9090)
+
+
+def test_admin_port_must_differ_from_the_public_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCQA_SERVER_ADMIN_PORT", "8001")
+    with pytest.raises(ValidationError, match="DOCQA_SERVER_ADMIN_PORT must differ"):
+        IndexingSettings()
+
+
+@pytest.mark.parametrize("variable", ["DOCQA_ENVIRONMENT", "DOCQA_ENV"])
+def test_either_spelling_turns_production_on(
+    monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    set_all(monkeypatch, **{variable: "production"}, **LONG_KEYS)
+    assert QuerySettings().environment == IndexingSettings().environment == "production"
+    monkeypatch.delenv("DOCQA_AUTH_ADMIN_KEYS")
+    with pytest.raises(ValidationError, match="DOCQA_AUTH_ADMIN_KEYS is required"):
+        QuerySettings()
+
+
+def test_the_two_spellings_must_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_all(monkeypatch, DOCQA_ENVIRONMENT="production", DOCQA_ENV="development", **LONG_KEYS)
+    with pytest.raises(ValidationError, match="disagree"):
+        QuerySettings()
+    monkeypatch.setenv("DOCQA_ENV", "production")
+    assert QuerySettings().environment == "production"
+
+
+def test_production_refuses_cors_star(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_all(monkeypatch, DOCQA_ENVIRONMENT="production", DOCQA_CORS_ORIGINS="*", **LONG_KEYS)
+    with pytest.raises(ValidationError, match="DOCQA_CORS_ORIGINS holds '\\*'"):
+        IndexingSettings()
+    monkeypatch.setenv("DOCQA_CORS_ORIGINS", "https://a.example,https://b.example")
+    assert QuerySettings().cors_origins == ["https://a.example", "https://b.example"]
+
+
+def test_development_allows_cors_star(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCQA_CORS_ORIGINS", "*")
+    assert QuerySettings().cors_origins == ["*"]
+
+
+def test_production_lists_every_problem_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_all(
+        monkeypatch,
+        DOCQA_ENVIRONMENT="production",
+        DOCQA_AUTH_QUERY_KEYS="dev-query-key",
+        DOCQA_CORS_ORIGINS="*",
+    )
+    with pytest.raises(ValidationError) as caught:
+        QuerySettings()
+    message = str(caught.value)
+    for problem in (
+        "DOCQA_AUTH_QUERY_KEYS holds a development or short key",
+        "DOCQA_AUTH_ADMIN_KEYS is required",
+        "DOCQA_CORS_ORIGINS holds '*'",
+    ):
+        assert problem in message
