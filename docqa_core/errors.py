@@ -33,6 +33,12 @@ class NotFound(DocqaError):
 class CollectionNotFound(NotFound):
     code = "collection_not_found"
 
+    @classmethod
+    def named(cls, collection: str) -> CollectionNotFound:
+        """The one body of an unknown collection: auth refuses a collection a key may not see
+        with exactly this error, so the answer tells nothing about whether it exists."""
+        return cls(f"collection {collection!r} does not exist", detail={"collection": collection})
+
 
 class DocumentNotFound(NotFound):
     code = "document_not_found"
@@ -40,6 +46,11 @@ class DocumentNotFound(NotFound):
 
 class JobNotFound(NotFound):
     code = "job_not_found"
+
+    @classmethod
+    def named(cls, job_id: str) -> JobNotFound:
+        """The one body of an unknown job (also of another tenant's job)."""
+        return cls(f"job {job_id!r} does not exist (or has expired)")
 
 
 class Conflict(DocqaError):

@@ -54,3 +54,14 @@ def rate_limit_key(prefix: str, fingerprint: str, kind: str) -> str:
     by the API key's fingerprint. The hash tag keeps one key's states in one cluster slot, so
     one Lua script may touch several of them."""
     return f"{prefix}:ratelimit:{{{fingerprint}}}:{kind}"
+
+
+def api_keys_key(prefix: str) -> str:
+    """Hash of the stored API keys: keyed digest of the key → its grant (JSON). The key itself
+    is never stored."""
+    return f"{prefix}:api_keys"
+
+
+def api_key_ids_key(prefix: str) -> str:
+    """Hash of each stored API key's public id → its digest (to revoke a key by id)."""
+    return f"{prefix}:api_key_ids"

@@ -79,7 +79,7 @@ class JobStore(JobLeases):
             # a job an old release finished (or still runs): its record keeps the old name
             raw = await self._redis.hgetall(self.legacy_job_key(job_id))
         if not raw:
-            raise JobNotFound(f"job {job_id!r} does not exist (or has expired)")
+            raise JobNotFound.named(job_id)
         return _decode(raw)
 
     async def documents(self, job_id: str) -> list[SourceDocument]:

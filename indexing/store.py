@@ -138,9 +138,7 @@ class ChunkStore:
         if name in self._loaded:
             return name
         if not await self._call(self._client.has_collection, name):
-            raise CollectionNotFound(
-                f"collection {collection!r} does not exist", detail={"collection": collection}
-            )
+            raise CollectionNotFound.named(collection)
         await self._load(name)
         return name
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from rich.console import Console
+from rich.markup import escape
 
 from docqa_core.errors import DocqaError
 
@@ -19,9 +20,9 @@ def _log(message: str) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import uvicorn
     from fastapi import FastAPI
 
+    from services.common import serving
     from services.common.settings import CommonSettings, IndexingSettings, QuerySettings
 
     app: FastAPI
@@ -36,14 +37,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
         settings = IndexingSettings()
         app = build_indexing_app(settings)
-    uvicorn.run(
-        app,
-        host=args.host or settings.server.host,
-        port=args.port or settings.server.port,
-        log_config=None,
-        timeout_graceful_shutdown=settings.server.shutdown_timeout_s,
-    )
-    return 0
+    host, port = args.host or settings.server.host, args.port or settings.server.port
+    return serving.run(app, settings, host=host, port=port)
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -144,6 +139,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return int(answer_eval.main(args.rest, prog="docqa bench answers"))
 
 
+def cmd_keys(args: argparse.Namespace) -> int:
+    from services import keys
+
+    return keys.main(args.rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="docqa", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -177,6 +178,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     answers.add_argument("rest", nargs=argparse.REMAINDER)
     answers.set_defaults(func=cmd_bench)
+    # "+" as prefix: every option after "keys" goes to services.keys' own parser
+    keys = commands.add_parser(
+        "keys", help="API keys: add, list, revoke (--help)", add_help=False, prefix_chars="+"
+    )
+    keys.add_argument("rest", nargs=argparse.REMAINDER)
+    keys.set_defaults(func=cmd_keys)
     commands.add_parser("down", help="stop what `docqa up` started").set_defaults(func=cmd_down)
     commands.add_parser("status", help="which local-stack processes are running").set_defaults(
         func=cmd_status
@@ -191,9 +198,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except (RuntimeError, ValueError, FileNotFoundError, DocqaError) as exc:
-        message = exc.message if isinstance(exc, DocqaError) else str(exc)
-        console.print(f"[red]docqa: {message}[/red]")
+        message = exc.message if isinstance(exc, DocqaError) else _error_text(exc)
+        console.print(f"[red]docqa: {escape(message)}[/red]")
         return 1
+
+
+def _error_text(exc: Exception) -> str:
+    """Invalid settings (a pydantic ValidationError, a ValueError) as one line per problem with
+    the setting it concerns, without pydantic's type codes and links."""
+    from pydantic import ValidationError
+
+    if not isinstance(exc, ValidationError):
+        return str(exc)
+    lines = []
+    for error in exc.errors(include_url=False, include_input=False):
+        where = "_".join(str(part) for part in error["loc"]).upper()
+        text = str(error["msg"]).removeprefix("Value error, ")
+        lines.append(f"DOCQA_{where}: {text}" if where else text)
+    return "invalid settings:\n  " + "\n  ".join(lines)
 
 
 if __name__ == "__main__":

@@ -20,8 +20,10 @@ from services.common.clients import (
     warm_up_models,
 )
 from services.common.health import DependencyCheck
+from services.common.key_store import KeyStore
 from services.common.rate_limits import RateLimiter
 from services.common.settings import IndexingSettings
+from services.indexing_api.key_routes import router as key_router
 from services.indexing_api.routes import router
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     clients = build_data_clients(settings, can_create=True)
     pipeline = build_pipeline(clients, settings)
     jobs = JobStore(clients.redis, settings.redis.key_prefix)
+    app.state.keyring.attach(KeyStore(clients.redis, prefix=settings.redis.key_prefix))
     app.state.store, app.state.pipeline, app.state.jobs = clients.store, pipeline, jobs
     app.state.rate_limiter = RateLimiter(
         clients.redis, prefix=settings.redis.key_prefix, settings=settings.rate_limit
@@ -81,5 +84,5 @@ def build_app(settings: IndexingSettings | None = None) -> FastAPI:
         service="indexing",
         settings=settings or IndexingSettings(),
         lifespan=lifespan,
-        routers=[router],
+        routers=[router, key_router],
     )

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from services.common.app import create_app
+from services.common.key_store import KeyStore
 from services.common.rate_limits import RateLimiter
 from services.common.settings import QuerySettings
 from services.query_api.faq_routes import router as faq_router
@@ -22,8 +23,9 @@ from services.query_api.runtime import QueryRuntime
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime = await QueryRuntime.start(app.state.settings)
     app.state.runtime = runtime
-    app.state.readiness_checks = runtime.readiness_checks()
     settings: QuerySettings = app.state.settings
+    app.state.keyring.attach(KeyStore(runtime.clients.redis, prefix=settings.redis.key_prefix))
+    app.state.readiness_checks = runtime.readiness_checks()
     app.state.rate_limiter = RateLimiter(
         runtime.clients.redis,
         prefix=settings.redis.key_prefix,
@@ -44,5 +46,6 @@ def build_app(settings: QuerySettings | None = None) -> FastAPI:
         settings=settings or QuerySettings(),
         lifespan=lifespan,
         routers=[router, openai_router, faq_router],
-        inner_middleware=[QueryRateLimits, QueryFrontDoor],
+        # auth → limits → FAQ → cache in the front door; what it passes on is counted behind it
+        inner_middleware=[QueryFrontDoor, QueryRateLimits],
     )

@@ -1,4 +1,5 @@
-"""FAQ admin API: curated question → answer entries per collection (admin keys only).
+"""FAQ admin API: curated question → answer entries per collection (keys with ``ingest`` on the
+collection; another tenant's collection is a 404, by ``require_scope``).
 
 The routes only translate HTTP to :class:`query_engine.faq.FaqStore`, which validates and raises
 the errors of ``docqa_core.errors`` (so every refusal arrives in the one error envelope).
@@ -18,7 +19,7 @@ from services.query_api.deps import runtime_of
 router = APIRouter(
     prefix="/v1/collections/{collection}/faq",
     tags=["faq"],
-    dependencies=[Depends(require_scope(Scope.ADMIN))],
+    dependencies=[Depends(require_scope(Scope.INGEST))],
 )
 
 

@@ -1,4 +1,5 @@
-"""The one front door of ``POST /v1/query``: auth → validation → session context → FAQ → cache.
+"""The one front door of ``POST /v1/query``: auth → validation → rate limits → session context
+→ FAQ → cache.
 
 A repeated question is the cheapest and, under heavy traffic, the most frequent request. Served
 by the route, a cache hit spent more time in FastAPI (route matching, dependency resolution,
@@ -14,8 +15,10 @@ front of routing, exactly once per request:
 It sits inside ``RequestContextMiddleware``: every request still gets its request id, access-log
 line and metrics, under the route's own label; and inside the body limit
 (:mod:`services.common.limits`): what it reads has been counted and measured for JSON depth.
-Right in front of it, :mod:`services.query_api.rate_limits` counts the request against its key's
-limits (once, so a cache or FAQ hit answered here counts too).
+A question admitted here is counted against its key's rate limits right after auth and validation
+(:func:`services.query_api.rate_limits.admitted_then`), before the FAQ and the cache, so a hit
+counts too; the requests it passes on untouched are counted right behind it
+(:class:`services.query_api.rate_limits.QueryRateLimits`).
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from docqa_core.errors import DocqaError
 from query_engine.answer import Answer
 from query_engine.answering import AnswerRequest, CachedHit, Lookup
-from services.common.auth import KeyRing, bearer_token
-from services.common.auth import Scope as KeyScope
 from services.common.errors import docqa_error_response
+from services.common.rate_limits import RateLimiter
 from services.query_api.outcomes import observe
+from services.query_api.rate_limits import CallerCache, admitted_then
 from services.query_api.requests import answer_request
 from services.query_api.runtime import QueryRuntime
 from services.query_api.schemas import QueryIn
@@ -61,26 +64,66 @@ class _Admitted(NamedTuple):
 class QueryFrontDoor:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        self._callers = CallerCache()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] != QUERY_PATH:
             await self.app(scope, receive, send)
             return
         received, body = await _read_body(receive)
-        admitted = _admitted(scope, body) if body is not None else None
-        if admitted is not None:
-            runtime: QueryRuntime = scope["app"].state.runtime
-            try:
-                found = await runtime.answerer.lookup(admitted.request)
-            except DocqaError as exc:
-                await docqa_error_response(exc)(scope, _replaying(received, receive), send)
-                return
-            if found.early is not None and not admitted.stream:
-                await runtime.answerer.remember(admitted.request, found.early)
-                await _send_early(scope, send, found.early)
-                return
-            scope.setdefault("state", {})[LOOKUP_STATE] = found
-        await self.app(scope, _replaying(received, receive), send)
+        admitted = await self._admitted(scope, body) if body is not None else None
+        receive = _replaying(received, receive)
+        if admitted is None:
+            await self.app(scope, receive, send)
+            return
+        limiter: RateLimiter | None = getattr(scope["app"].state, "rate_limiter", None)
+        if limiter is None:
+            await self._answer(admitted, scope, receive, send)
+            return
+
+        async def answer(scope: Scope, receive: Receive, send: Send) -> None:
+            await self._answer(admitted, scope, receive, send)
+
+        fingerprint = admitted.request.owner  # the asking key's fingerprint
+        await admitted_then(limiter, fingerprint, admitted.stream, answer, scope, receive, send)
+
+    async def _answer(
+        self, admitted: _Admitted, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """FAQ and cache: an answer found there is sent from here; otherwise the route
+        generates, with the lookup done here."""
+        runtime: QueryRuntime = scope["app"].state.runtime
+        try:
+            found = await runtime.answerer.lookup(admitted.request)
+        except DocqaError as exc:
+            await docqa_error_response(exc)(scope, receive, send)
+            return
+        if found.early is not None and not admitted.stream:
+            await runtime.answerer.remember(admitted.request, found.early)
+            await _send_early(scope, send, found.early)
+            return
+        scope.setdefault("state", {})[LOOKUP_STATE] = found
+        await self.app(scope, receive, send)
+
+    async def _admitted(self, scope: Scope, body: bytes) -> _Admitted | None:
+        """The question the route would answer (built by the route's own function, with its
+        checks), or None when the route must see the request to refuse it: also when the key
+        may not see the collection, so nothing (FAQ, cache) of another tenant's collection is
+        looked up. The key's grant is remembered a few seconds: no Redis round trip here."""
+        request = Request(scope)
+        if not request.headers.get("content-type", "").startswith("application/json"):
+            return None
+        caller = await self._callers.query_caller(scope)
+        if caller is None:  # no key, or not one that may query
+            return None
+        try:
+            payload = QueryIn.model_validate_json(body)
+            if not caller.grant.sees(payload.collection):
+                return None
+            asked = answer_request(payload, request, scope["app"].state.settings)
+        except (ValidationError, DocqaError):
+            return None
+        return _Admitted(asked, payload.stream)
 
 
 def lookup_for(request: Request, asked: AnswerRequest) -> Lookup | None:
@@ -88,24 +131,6 @@ def lookup_for(request: Request, asked: AnswerRequest) -> Lookup | None:
     generates)."""
     found: Lookup | None = getattr(request.state, LOOKUP_STATE, None)
     return found if found is not None and found.request == asked else None
-
-
-def _admitted(scope: Scope, body: bytes) -> _Admitted | None:
-    """The question the route would answer (built by the route's own function, with its
-    checks), or None when the route must see the request to refuse it."""
-    request = Request(scope)
-    if not request.headers.get("content-type", "").startswith("application/json"):
-        return None
-    keyring: KeyRing = scope["app"].state.keyring
-    token = bearer_token(request)
-    if token is None or KeyScope.QUERY not in keyring.scopes_of(token):
-        return None
-    try:
-        payload = QueryIn.model_validate_json(body)
-        asked = answer_request(payload, request, scope["app"].state.settings)
-    except (ValidationError, DocqaError):
-        return None
-    return _Admitted(asked, payload.stream)
 
 
 async def _send_early(scope: Scope, send: Send, early: Answer | CachedHit) -> None:

@@ -33,7 +33,7 @@ from docqa_core.errors import DocqaError
 from query_engine.answer import Answer
 from query_engine.answering import AnswerStream, CachedHit, Lookup
 from query_engine.usage import estimate_usage
-from services.common.auth import Scope, require_scope
+from services.common.auth import Scope, check_collection, grant_from, require_scope
 from services.query_api.deps import RuntimeDep
 from services.query_api.openai_errors import OpenAIRoute, docqa_error_body, error_body
 from services.query_api.openai_schemas import (
@@ -58,8 +58,10 @@ router = APIRouter(
 
 
 @router.get("/models", summary="The collections, as OpenAI models")
-async def list_models(runtime: RuntimeDep) -> dict[str, Any]:
-    collections = await runtime.clients.store.list_collections()
+async def list_models(request: Request, runtime: RuntimeDep) -> dict[str, Any]:
+    """Only the collections the key may see."""
+    grant = grant_from(request)
+    collections = [c for c in await runtime.clients.store.list_collections() if grant.sees(c.name)]
     return {
         "object": "list",
         "data": [
@@ -71,6 +73,7 @@ async def list_models(runtime: RuntimeDep) -> dict[str, Any]:
 
 @router.post("/chat/completions", summary="OpenAI-compatible chat completion over a collection")
 async def chat_completions(body: ChatCompletionIn, request: Request, runtime: RuntimeDep) -> Any:
+    check_collection(request, body.model)
     check_size(body.messages, runtime.settings.limits)
     refused = unsupported_parameter(body)
     if refused is not None:

@@ -20,7 +20,7 @@ from docqa_core.errors import DependencyUnavailable, DocqaError, InvalidRequest,
 from query_engine.answer import Answer, citations_from
 from query_engine.answering import AnswerStream, CachedHit
 from query_engine.cache import REDIS_ERRORS
-from services.common.auth import Scope, require_scope
+from services.common.auth import Scope, check_collection, require_scope
 from services.common.errors import envelope
 from services.common.metrics import QUERY_STAGE_SECONDS
 from services.query_api.deps import RuntimeDep, runtime_of
@@ -58,6 +58,7 @@ async def query(body: QueryIn, request: Request) -> Answer | StreamingResponse |
     ``error`` event in the error envelope if the LLM fails mid-answer."""
     # read from app.state rather than injected: every dependency resolved costs the hot route
     runtime = runtime_of(request)
+    check_collection(request, body.collection)
     asked = answer_request(body, request, runtime.settings)
     looked_up = lookup_for(request, asked)
     if body.stream:
@@ -96,7 +97,8 @@ def sse(event: str, data: dict[str, Any]) -> str:
 @router.post(
     "/retrieve", response_model=RetrieveOut, summary="Ranked sources for a question, no generation"
 )
-async def retrieve(body: QueryIn, runtime: RuntimeDep) -> RetrieveOut:
+async def retrieve(body: QueryIn, request: Request, runtime: RuntimeDep) -> RetrieveOut:
+    check_collection(request, body.collection)
     top_k = validated_top_k(body.collection, body.question, body.top_k, runtime.settings)
     filters = validated_filters(body.filters)
     started = time.perf_counter()

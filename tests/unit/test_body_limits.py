@@ -45,7 +45,7 @@ BODY_ROUTES = {
         ("POST", "/v1/chat/completions"),
         ("PUT", "/v1/collections/{collection}/faq"),
     },
-    "indexing": {("POST", "/v1/collections/{collection}/documents")},
+    "indexing": {("POST", "/v1/collections/{collection}/documents"), ("POST", "/v1/keys")},
 }
 APPS = {"query": query_app, "indexing": indexing_app}
 CASES = [
