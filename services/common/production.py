@@ -2,9 +2,12 @@
 
 A production process refuses to start (settings validation fails, ``docqa serve`` exits non-zero
 with every reason at once) when it would be open to anyone who has read this repository: a
-development key, a short key, no key at all (an empty key store: nobody could call it, and the
-deployment is half-done), or a CORS allow-list of ``*`` (any web page could call it with a key a
-browser holds). Running, it keeps internals off the public port: ``/readyz`` there says only
+development key, a short key, or a CORS allow-list of ``*`` (any web page could call it with a key
+a browser holds). It also refuses to start with no way in: no bootstrap admin key
+(``DOCQA_AUTH_ADMIN_KEYS``) and no key in the Redis key store, so nobody could call it nor make a
+key over HTTP. Only the lifespan can tell (the store is in Redis): :func:`require_a_way_in`. A
+bootstrap admin key alone is enough: query keys are then made with ``docqa keys add`` or
+``POST /v1/keys``. Running, it keeps internals off the public port: ``/readyz`` there says only
 ready or not ready, and the per-dependency detail and ``/metrics`` are served on the admin port
 (``DOCQA_SERVER_ADMIN_PORT``, see ``services.common.admin``).
 
@@ -15,9 +18,13 @@ and keeps everything on the public port.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import SecretStr
+from redis.exceptions import RedisError
+
+if TYPE_CHECKING:
+    from services.common.key_store import KeyStore
 
 Environment = Literal["development", "production"]
 
@@ -41,8 +48,8 @@ def chosen_environment(
 
 
 def key_problems(name: str, keys: Sequence[SecretStr]) -> list[str]:
-    if not keys:
-        return [f"{name} is required when DOCQA_ENVIRONMENT=production (an empty key store)"]
+    """A listed key anyone could guess. No key at all is not a problem here: the keys may be in
+    the Redis key store (:func:`require_a_way_in` checks that there is a way in)."""
     for key in keys:
         secret = key.get_secret_value()
         if secret in (DEV_QUERY_KEY, DEV_ADMIN_KEY) or len(secret) < MIN_PRODUCTION_KEY_LENGTH:
@@ -67,8 +74,8 @@ def production_problems(
     admin_keys: Sequence[SecretStr],
     cors_origins: Sequence[str],
 ) -> list[str]:
-    """Every reason a production process must not start, in one list (an operator fixes them
-    all in one go instead of one per restart)."""
+    """Every reason the settings alone give for a production process not to start, in one list
+    (an operator fixes them all in one go instead of one per restart)."""
     return [
         *key_problems("DOCQA_AUTH_QUERY_KEYS", query_keys),
         *key_problems("DOCQA_AUTH_ADMIN_KEYS", admin_keys),
@@ -80,3 +87,39 @@ def refuse_to_start(problems: Sequence[str]) -> None:
     if problems:
         reasons = "".join(f"\n    - {problem}" for problem in problems)
         raise ValueError(f"refusing to start in production (DOCQA_ENVIRONMENT):{reasons}")
+
+
+NO_WAY_IN = (
+    "refusing to start in production (DOCQA_ENVIRONMENT): DOCQA_AUTH_ADMIN_KEYS is empty and the "
+    "Redis key store holds no key, so nobody could call this service. Set DOCQA_AUTH_ADMIN_KEYS "
+    "(e.g. `openssl rand -hex 24`), or make a key first with `docqa keys add --tenant T "
+    "--collections '*' --scopes admin`"
+)
+
+
+class NoWayIn(RuntimeError):
+    """A production process that nobody could call: it refuses to start."""
+
+
+async def require_a_way_in(
+    environment: Environment, admin_keys: Sequence[SecretStr], store: KeyStore
+) -> None:
+    """In production, with no bootstrap admin key, the Redis key store must hold a key.
+
+    Called by each service's lifespan once its Redis client exists. A Redis that cannot be read
+    refuses the start too: whether anybody could call the service is then unknown, and the
+    orchestrator's restart tries again once Redis is up.
+    """
+    if environment != "production" or admin_keys:
+        return
+    try:
+        stored = await store.records()
+    except (RedisError, OSError, TimeoutError) as exc:
+        # the exception's type only: its text may name the Redis URL
+        raise NoWayIn(
+            "refusing to start in production (DOCQA_ENVIRONMENT): DOCQA_AUTH_ADMIN_KEYS is empty "
+            "and the Redis key store (DOCQA_REDIS_URL) could not be read to find another key "
+            f"({type(exc).__name__})"
+        ) from exc
+    if not stored:
+        raise NoWayIn(NO_WAY_IN)

@@ -21,6 +21,7 @@ from services.common.clients import (
 )
 from services.common.health import DependencyCheck
 from services.common.key_store import KeyStore
+from services.common.production import require_a_way_in
 from services.common.rate_limits import RateLimiter
 from services.common.settings import IndexingSettings
 from services.indexing_api.key_routes import router as key_router
@@ -33,9 +34,15 @@ log = logging.getLogger(__name__)
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: IndexingSettings = app.state.settings
     clients = build_data_clients(settings, can_create=True)
+    keys = KeyStore(clients.redis, prefix=settings.redis.key_prefix)
+    try:
+        await require_a_way_in(settings.environment, settings.auth.admin_keys, keys)
+    except BaseException:
+        await clients.aclose()
+        raise
     pipeline = build_pipeline(clients, settings)
     jobs = JobStore(clients.redis, settings.redis.key_prefix)
-    app.state.keyring.attach(KeyStore(clients.redis, prefix=settings.redis.key_prefix))
+    app.state.keyring.attach(keys)
     app.state.store, app.state.pipeline, app.state.jobs = clients.store, pipeline, jobs
     app.state.rate_limiter = RateLimiter(
         clients.redis, prefix=settings.redis.key_prefix, settings=settings.rate_limit

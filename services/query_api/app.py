@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from services.common.app import create_app
 from services.common.key_store import KeyStore
+from services.common.production import require_a_way_in
 from services.common.rate_limits import RateLimiter
 from services.common.settings import QuerySettings
 from services.query_api.faq_routes import router as faq_router
@@ -22,18 +23,20 @@ from services.query_api.runtime import QueryRuntime
 @contextlib.asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime = await QueryRuntime.start(app.state.settings)
-    app.state.runtime = runtime
-    settings: QuerySettings = app.state.settings
-    app.state.keyring.attach(KeyStore(runtime.clients.redis, prefix=settings.redis.key_prefix))
-    app.state.readiness_checks = runtime.readiness_checks()
-    app.state.rate_limiter = RateLimiter(
-        runtime.clients.redis,
-        prefix=settings.redis.key_prefix,
-        settings=settings.rate_limit,
-        # a stream's slot frees itself this long after it was taken, if nothing gave it back
-        stream_lease_s=settings.llm.request_timeout_s + 60,
-    )
     try:
+        settings: QuerySettings = app.state.settings
+        keys = KeyStore(runtime.clients.redis, prefix=settings.redis.key_prefix)
+        await require_a_way_in(settings.environment, settings.auth.admin_keys, keys)
+        app.state.runtime = runtime
+        app.state.keyring.attach(keys)
+        app.state.readiness_checks = runtime.readiness_checks()
+        app.state.rate_limiter = RateLimiter(
+            runtime.clients.redis,
+            prefix=settings.redis.key_prefix,
+            settings=settings.rate_limit,
+            # a stream's slot frees itself this long after it was taken, if nothing gave it back
+            stream_lease_s=settings.llm.request_timeout_s + 60,
+        )
         yield
     finally:
         await runtime.aclose()

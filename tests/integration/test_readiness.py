@@ -1,14 +1,21 @@
 """/readyz names each dependency, and flips to 503 naming the one that went away; in production the
-public port's /readyz says only ready or not ready, and the admin app has the detail."""
+public port's /readyz says only ready or not ready, and the admin app has the detail; and a
+production service with no way in (no bootstrap admin key, an empty key store) does not start."""
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 
 from deploy import processes, stack
 from services.common.admin import build_admin_app
+from services.common.clients import build_redis
+from services.common.grants import ALL_COLLECTIONS, Scope
+from services.common.key_store import KeyStore
+from services.common.production import NoWayIn
 from services.query_api.app import build_app as build_query_app
 from tests.conftest import Servers, start_milvus
 from tests.integration.conftest import (
@@ -117,3 +124,42 @@ async def test_production_public_readyz_says_not_ready_without_milvus(
         processes.stop(milvus_spec.pid_path)
     assert (down.status_code, down.json()) == (503, {"status": "not_ready"})
     assert detail["failed"] == ["milvus"]
+
+
+async def test_production_starts_only_once_the_real_key_store_holds_a_key(
+    data_servers: Servers,
+) -> None:
+    """No DOCQA_AUTH_ADMIN_KEYS: the lifespan reads the real Redis key store; empty, the service
+    refuses to start; with a key made the way ``docqa keys add`` makes it, it starts and takes
+    that key."""
+    prefix = f"noway{uuid.uuid4().hex[:8]}"
+    settings = indexing_settings(
+        data_servers,
+        environment="production",
+        auth={"query_keys": [], "admin_keys": []},
+        redis={"url": data_servers.redis_url, "key_prefix": prefix},
+    )
+    with pytest.raises(NoWayIn, match="the Redis key store holds no key"):
+        async with running(build_indexing_app(settings)):
+            pytest.fail("the service started with no way in")
+
+    redis = build_redis(settings.redis)
+    try:
+        key, _ = await KeyStore(redis, prefix=prefix).add(
+            tenant="ops",
+            scopes=frozenset({Scope.ADMIN, Scope.INGEST}),
+            collections=(ALL_COLLECTIONS,),
+        )
+        async with running(build_indexing_app(settings)) as client:
+            auth = {"Authorization": f"Bearer {key}"}
+            unknown_job = await client.get("/v1/jobs/no-such-job", headers=auth)
+            stranger = await client.get(
+                "/v1/jobs/no-such-job", headers={"Authorization": "Bearer x"}
+            )
+        assert unknown_job.status_code == 404, unknown_job.text  # the stored key got in
+        assert stranger.status_code == 401
+    finally:
+        stored = [k async for k in redis.scan_iter(match=f"{prefix}:*")]
+        if stored:
+            await redis.delete(*stored)
+        await redis.aclose()

@@ -261,25 +261,26 @@ def test_production_accepts_long_keys(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize(
-    ("query_keys", "admin_keys", "named"),
-    [
-        (None, PROD_ADMIN_KEY, "DOCQA_AUTH_QUERY_KEYS is required"),
-        (PROD_QUERY_KEY, None, "DOCQA_AUTH_ADMIN_KEYS is required"),
-        (" , ", PROD_ADMIN_KEY, "DOCQA_AUTH_QUERY_KEYS is required"),
-    ],
-    ids=["no-query-keys", "no-admin-keys", "blank-query-keys"],
+    ("query_keys", "admin_keys"),
+    [(None, PROD_ADMIN_KEY), (PROD_QUERY_KEY, None), (" , ", PROD_ADMIN_KEY), (None, None)],
+    ids=["no-query-keys", "no-admin-keys", "blank-query-keys", "no-keys"],
 )
-def test_production_requires_keys(
-    monkeypatch: pytest.MonkeyPatch, query_keys: str | None, admin_keys: str | None, named: str
+def test_production_settings_need_no_key_and_never_fill_in_dev_keys(
+    monkeypatch: pytest.MonkeyPatch, query_keys: str | None, admin_keys: str | None
 ) -> None:
+    """A bootstrap admin key alone is enough (query keys are made with ``docqa keys add``); with
+    no admin key, whether there is a way in depends on the Redis key store, which only the
+    lifespan can read (``require_a_way_in``, tested in test_production_way_in)."""
     set_env(monkeypatch, DOCQA_ENVIRONMENT="production")
     if query_keys is not None:
         set_env(monkeypatch, DOCQA_AUTH_QUERY_KEYS=query_keys)
     if admin_keys is not None:
         set_env(monkeypatch, DOCQA_AUTH_ADMIN_KEYS=admin_keys)
 
-    with pytest.raises(ValidationError, match=named):
-        QuerySettings()
+    auth = QuerySettings().auth
+
+    assert secrets(auth.query_keys) == ([PROD_QUERY_KEY] if query_keys == PROD_QUERY_KEY else [])
+    assert secrets(auth.admin_keys) == ([PROD_ADMIN_KEY] if admin_keys else [])
 
 
 @pytest.mark.parametrize(
@@ -318,16 +319,16 @@ def test_dev_keys_filled_once_do_not_leak_into_later_settings(
     set_env(monkeypatch, DOCQA_ENVIRONMENT="production")
 
     # a shared default would now hold the dev keys and fail with "development or short key"
-    with pytest.raises(ValidationError, match="DOCQA_AUTH_QUERY_KEYS is required"):
-        QuerySettings()
+    auth = QuerySettings().auth
+    assert (auth.query_keys, auth.admin_keys) == ([], [])
 
 
 def test_indexing_settings_apply_the_same_production_rules(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    set_env(monkeypatch, DOCQA_ENVIRONMENT="production")
+    set_env(monkeypatch, DOCQA_ENVIRONMENT="production", DOCQA_AUTH_ADMIN_KEYS=DEV_ADMIN_KEY)
 
-    with pytest.raises(ValidationError, match="DOCQA_AUTH_QUERY_KEYS is required"):
+    with pytest.raises(ValidationError, match="DOCQA_AUTH_ADMIN_KEYS holds a development"):
         IndexingSettings()
 
 
