@@ -41,6 +41,8 @@ SUPPORTED_SUFFIXES = {
     ".htm",
     ".pdf",
     ".docx",
+    ".hwpx",
+    ".hwp",  # read only when it is really HWPX; an HWP 5 file fails with how to convert it
     ".json",
     ".jsonl",
 }
@@ -110,7 +112,8 @@ def documents_in(
     path: Path, root: Path, summary: Summary, limits: ParseLimits | None = None
 ) -> Iterator[SourceDocument]:
     """Documents of one file; a file that cannot be read counts as one failed document. PDF,
-    DOCX and HTML are parsed in a child process under ``limits`` (blocking: run it in a thread)."""
+    DOCX, HWPX and HTML are parsed in a child process under ``limits`` (blocking: run it in a
+    thread)."""
     relative = path.relative_to(root).as_posix() if path != root else path.name
     content_type = mimetypes.guess_type(path.name)[0] or ""
     try:

@@ -2,9 +2,9 @@
 
 Supported formats, chosen by file extension (the content type must agree, or be generic, and the
 bytes must be what the extension says: a ``.pdf`` that is a zip or a program renamed ``.txt`` is
-an :class:`UnsupportedMediaType`; see ``sniff``). PDF, DOCX and HTML uploads are parsed in a
-child process with a time and a memory limit, a page cap for PDF and a zip-bomb check for DOCX
-(``isolated``, ``zip_guard``).
+an :class:`UnsupportedMediaType`; see ``sniff``). PDF, DOCX, HWPX and HTML uploads are parsed in
+a child process with a time and a memory limit, a page cap for PDF and a zip-bomb check for DOCX
+and HWPX (``isolated``, ``zip_guard``).
 
 - ``.txt``, ``.md``/``.markdown``: text, decoded as described in :func:`decode_text`.
 - ``.html``/``.htm``: scripts, styles and navigation dropped; headings become markdown ``#``
@@ -12,6 +12,9 @@ child process with a time and a memory limit, a page cap for PDF and a zip-bomb 
 - ``.pdf`` (pypdf): the text of each page, pages joined by a blank line, page starts recorded.
 - ``.docx`` (python-docx): paragraphs and table rows in document order; headings become
   markdown ``#`` lines.
+- ``.hwpx`` (한글's OWPML, standard library only): paragraphs separated by blank lines, so the
+  law chunker sees 제N조 headings; table rows as lines. ``.hwp`` is read only when its bytes are
+  HWPX; an HWP 5 binary document is an :class:`UnsupportedMediaType` saying how to convert it.
 - ``.json``: a list of records, ``{"documents": [...]}``, or one record; ``.jsonl``: one record
   a line. A record is ``{"doc_id", "text", "title"?, "source"?, "metadata"?, "kind"?}``.
 
@@ -25,8 +28,8 @@ escape.
 
 One module per subject: `dispatch` (choosing the loader by extension and content type),
 `decoding` (bytes to text), `documents` (the document every file becomes: id, title, source),
-`text` (txt, md, html), `html_markdown` (HTML to markdown), `pdf`, `docx`, and `jsonl` (JSON and
-JSON Lines records).
+`text` (txt, md, html), `html_markdown` (HTML to markdown), `pdf`, `docx`, `hwpx`, and `jsonl`
+(JSON and JSON Lines records).
 """
 
 from indexing.loaders.decoding import decode_text

@@ -1,7 +1,10 @@
 """Choosing the loader for an upload: by file extension, checked against the content type and
 against what the bytes really are (``indexing.loaders.sniff``).
 
-PDF, DOCX and HTML are parsed in a child process under time and memory limits
+An ``.hwp`` upload is taken for HWPX when its bytes are HWPX (files get renamed); otherwise it is
+an HWP 5 binary document, refused with a message that says how to convert it.
+
+PDF, DOCX, HWPX and HTML are parsed in a child process under time and memory limits
 (``indexing.loaders.isolated``): :func:`read_upload` returns them as a ``PendingUpload`` for the
 job to parse; :func:`load_documents` (tests, tools) parses everything in this process.
 
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from docqa_core.errors import InvalidRequest, UnsupportedMediaType
 from indexing.loaders.documents import doc_id_for_file
 from indexing.loaders.docx import _load_docx
+from indexing.loaders.hwpx import _load_hwpx
 from indexing.loaders.isolated import (
     ISOLATED_FORMATS,
     ParseLimits,
@@ -27,7 +31,7 @@ from indexing.loaders.isolated import (
 )
 from indexing.loaders.jsonl import _load_json, _load_jsonl
 from indexing.loaders.pdf import _load_pdf
-from indexing.loaders.sniff import check_content
+from indexing.loaders.sniff import HWP5_MESSAGE, check_content, sniff
 from indexing.loaders.text import _load_html, _load_markdown, _load_text
 from indexing.source_documents import SourceDocument
 
@@ -40,6 +44,8 @@ _FORMATS: dict[str, str] = {
     ".htm": "html",
     ".pdf": "pdf",
     ".docx": "docx",
+    ".hwpx": "hwpx",
+    ".hwp": "hwp",  # accepted only when the bytes are HWPX (see _format_of)
     ".json": "json",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
@@ -50,6 +56,19 @@ _CONTENT_TYPES: dict[str, frozenset[str]] = {
     "html": frozenset({"text/html", "application/xhtml+xml"}),
     "pdf": frozenset({"application/pdf", "application/x-pdf"}),
     "docx": frozenset({"application/vnd.openxmlformats-officedocument.wordprocessingml.document"}),
+    "hwpx": frozenset(
+        {"application/hwp+zip", "application/vnd.hancom.hwpx", "application/haansofthwpx"}
+    ),
+    "hwp": frozenset(
+        {
+            "application/x-hwp",
+            "application/vnd.hancom.hwp",
+            "application/haansofthwp",
+            "application/hwp+zip",
+            "application/vnd.hancom.hwpx",
+            "application/haansofthwpx",
+        }
+    ),
     "json": frozenset({"application/json", "text/json", "text/plain"}),
     "jsonl": frozenset(
         {
@@ -66,7 +85,8 @@ _CONTENT_TYPES: dict[str, frozenset[str]] = {
     ),
 }
 _GENERIC_CONTENT_TYPES = frozenset({"", "application/octet-stream", "binary/octet-stream"})
-SUPPORTED_EXTENSIONS = tuple(_FORMATS)
+# ".hwp" is read only when it is an HWPX in disguise, so it is not advertised
+SUPPORTED_EXTENSIONS = tuple(extension for extension in _FORMATS if extension != ".hwp")
 
 
 def load_documents(filename: str, content_type: str, data: bytes) -> list[SourceDocument]:
@@ -79,8 +99,8 @@ def load_documents(filename: str, content_type: str, data: bytes) -> list[Source
 def read_upload(
     filename: str, content_type: str, data: bytes
 ) -> list[SourceDocument] | PendingUpload:
-    """Check an upload's type and content; parse text formats now (cheap), and return PDF, DOCX
-    and HTML as a ``PendingUpload`` to be parsed in a child process (``parse_upload``)."""
+    """Check an upload's type and content; parse text formats now (cheap), and return PDF, DOCX,
+    HWPX and HTML as a ``PendingUpload`` to be parsed in a child process (``parse_upload``)."""
     fmt, charset = _format_of(filename, content_type, data)
     if fmt in ISOLATED_FORMATS:
         return PendingUpload(filename, fmt, data, charset, doc_id_for_file(filename, data))
@@ -106,6 +126,14 @@ def _format_of(filename: str, content_type: str, data: bytes) -> tuple[str, str 
             "sent with a matching content type or application/octet-stream",
             detail={"filename": filename, "content_type": media},
         )
+    if fmt == "hwp":
+        detected = sniff(data)
+        if detected != "hwpx":
+            raise UnsupportedMediaType(
+                f"{filename}: {HWP5_MESSAGE}",
+                detail={"filename": filename, "detected": detected, "expected": "hwpx"},
+            )
+        fmt = "hwpx"
     check_content(filename, fmt, data)
     return fmt, charset
 
@@ -146,6 +174,7 @@ _LOADERS: dict[str, Callable[[str, bytes, str | None], list[SourceDocument]]] = 
     "html": _load_html,
     "pdf": _load_pdf,
     "docx": _load_docx,
+    "hwpx": _load_hwpx,
     "json": _load_json,
     "jsonl": _load_jsonl,
 }

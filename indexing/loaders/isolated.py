@@ -1,4 +1,4 @@
-"""Parsing PDF, DOCX and HTML in a child process, with a wall-clock and a memory limit.
+"""Parsing PDF, DOCX, HWPX and HTML in a child process, with a wall-clock and a memory limit.
 
 Each document gets a fresh process (forked from a ``forkserver`` that has the parsers imported,
 so a fork costs milliseconds), which bounds the memory of every parse on its own: the child sets
@@ -24,12 +24,13 @@ from typing import Any
 
 from docqa_core.errors import InvalidRequest
 from indexing.loaders.docx import _load_docx
+from indexing.loaders.hwpx import _load_hwpx
 from indexing.loaders.pdf import _load_pdf
 from indexing.loaders.text import _load_html
 from indexing.loaders.zip_guard import check_zip_bomb
 from indexing.source_documents import SourceDocument
 
-ISOLATED_FORMATS = frozenset({"pdf", "docx", "html"})
+ISOLATED_FORMATS = frozenset({"pdf", "docx", "hwpx", "html"})
 Parser = Callable[..., Any]  # a module-level function (it is pickled by name into the child)
 _MB = 1024 * 1024
 _CONTEXT = multiprocessing.get_context("forkserver")
@@ -42,6 +43,7 @@ class ParseLimits:
     timeout_s: float = 60.0
     memory_mb: int = 1024
     max_pdf_pages: int = 2000
+    # the zip-bomb guard's limits, for DOCX and HWPX alike (both are zips of XML)
     max_docx_uncompressed_bytes: int = 200 * _MB
     max_docx_compression_ratio: float = 100.0
     max_document_chars: int = 5_000_000
@@ -99,13 +101,14 @@ def parse_in_child(
     """The parse itself (runs in the child)."""
     if fmt == "pdf":
         return _load_pdf(filename, data, charset, max_pages=limits.max_pdf_pages)
-    if fmt == "docx":
+    if fmt in ("docx", "hwpx"):
         check_zip_bomb(
             data,
             max_uncompressed_bytes=limits.max_docx_uncompressed_bytes,
             max_ratio=limits.max_docx_compression_ratio,
         )
-        return _load_docx(filename, data, charset)
+        load = _load_docx if fmt == "docx" else _load_hwpx
+        return load(filename, data, charset)
     if fmt == "html":
         return _load_html(filename, data, charset)
     raise InvalidRequest(f"no isolated parser for {fmt!r}")

@@ -3,13 +3,37 @@
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
 
 import httpx
+import pytest
 
-from tests.fixtures.files import make_docx, make_pdf
-from tests.integration.conftest import ADMIN_AUTH, wait_for_job
+from services.query_api.app import build_app as build_query_app
+from tests.conftest import Servers
+from tests.fixtures.files import make_docx, make_hwpx, make_pdf
+from tests.integration.conftest import (
+    ADMIN_AUTH,
+    QUERY_AUTH,
+    query_settings,
+    running,
+    wait_for_job,
+)
 
 DOCX_TYPE = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+# the start of an HWP 5 file: OLE magic, a FileHeader directory entry, the HWP signature
+HWP5_START = (
+    b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+    + b"\x00" * 504
+    + "FileHeader".encode("utf-16-le").ljust(128, b"\x00")
+    + b"HWP Document File".ljust(512, b"\x00")
+)
+
+
+@pytest.fixture
+async def retrieve_client(data_servers: Servers) -> AsyncIterator[httpx.AsyncClient]:
+    """The query service without an LLM: /v1/retrieve needs none."""
+    async with running(build_query_app(query_settings(data_servers))) as client:
+        yield client
 
 
 async def test_good_pdf_is_indexed_and_malformed_pdf_fails_alone_in_the_job(
@@ -89,3 +113,53 @@ async def test_all_files_bad_is_422_with_per_file_errors(
     assert error["code"] == "invalid_request"
     assert [r["filename"] for r in error["detail"]["rejected"]] == ["a.pdf", "b.jsonl"]
     assert "line 1" in error["detail"]["rejected"][1]["error"]
+
+
+async def test_hwpx_regulation_is_indexed_per_article_and_hwp5_is_refused(
+    indexing_client: httpx.AsyncClient, retrieve_client: httpx.AsyncClient, collection: str
+) -> None:
+    hwpx = make_hwpx(
+        [
+            [
+                "여비 규정",
+                "제1조(목적) 이 규정은 임직원의 국내 출장 여비 지급에 관한 사항을 정한다.",
+                "제2조(일비) 일비는 출장 1일당 2만5천원으로 한다.",
+                [[["구분"], ["숙박비 상한"]], [["서울특별시"], ["10만원"]]],
+            ],
+            ["제3조(승인) 출장은 소속 부서장의 사전 승인을 받아야 한다."],
+        ],
+        title="여비 규정",
+    )
+    response = await indexing_client.post(
+        f"/v1/collections/{collection}/documents",
+        files=[
+            ("files", ("여비규정.hwpx", hwpx, "application/octet-stream")),
+            ("files", ("old.hwp", HWP5_START, "application/x-hwp")),
+        ],
+        headers=ADMIN_AUTH,
+    )
+    assert response.status_code == 202, response.text
+    body = response.json()
+    assert body["documents"] == 1
+    [refused] = body["rejected"]
+    assert refused["filename"] == "old.hwp"
+    assert "save the file as HWPX (한글: 다른 이름으로 저장 → HWPX)" in refused["error"]
+    job = await wait_for_job(indexing_client, body["job_id"])
+    assert job["state"] == "succeeded", job
+
+    found = await retrieve_client.post(
+        "/v1/retrieve",
+        json={
+            "collection": collection,
+            "question": "출장은 누구의 승인을 받아야 하나요?",
+            "top_k": 10,
+        },
+        headers=QUERY_AUTH,
+    )
+    assert found.status_code == 200, found.text
+    citations = found.json()["citations"]
+    assert {c["doc_id"] for c in citations} == {"여비규정.hwpx"}
+    assert {c["title"] for c in citations} == {"여비 규정"}
+    by_article = {c["section"].split(" > ")[0]: c["text"] for c in citations}
+    assert {"제1조(목적)", "제2조(일비)", "제3조(승인)"} <= set(by_article), by_article
+    assert "소속 부서장의 사전 승인" in by_article["제3조(승인)"]
