@@ -32,6 +32,7 @@ from query_engine.extractive import (
     choose,
     extractive_text,
     rank_sentences,
+    with_list_items,
 )
 from query_engine.generation import SERVER_DEFAULTS, GenerationOptions
 from query_engine.grounding import GroundingPolicy, GroundingResult, apply_policy, check_grounding
@@ -153,6 +154,7 @@ class DocqaQueryEngine(CustomQueryEngine):
         top = ranked[: config.rerank_top] if ranked and ranked[0].score >= config.min_score else []
         similarities = await self._similarities(prepared.question, [e.sentence for e in top])
         found = choose(ranked, similarities, config)
+        found = with_list_items(found, sources) if found is not None else None
         prepared.timings_ms["extract"] = (time.perf_counter() - started) * 1000
         return self.finish(prepared, extractive_text(found) if found else "", mode="extractive")
 

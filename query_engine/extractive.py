@@ -15,6 +15,8 @@ kind of thing the question asks for (an amount for 얼마, a date for 언제:
 from __future__ import annotations
 
 import math
+import re
+import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -86,7 +88,7 @@ def rank_sentences(
         return []
     texts = [question, *(s.text + "\n" + s.context for s in sources)]
     texts += [c.sentence for c in candidates]
-    analyzed = [set(terms.split()) for terms in analyze_many(texts)]
+    analyzed = [set(terms.split()) for terms in analyze_many([fold_accents(t) for t in texts])]
     question_terms = analyzed[0] - _QUESTION_TERMS
     if not question_terms:
         return []
@@ -131,7 +133,8 @@ def extract_answer(
 ) -> Extracted | None:
     """The best answering sentence by lexical score alone, or None when none answers well
     enough (the engine adds the embedding similarity: :func:`choose`)."""
-    return choose(rank_sentences(question, sources, analyze_many), (), config)
+    found = choose(rank_sentences(question, sources, analyze_many), (), config)
+    return with_list_items(found, sources) if found is not None else None
 
 
 def _candidates(sources: Sequence[SourceText]) -> list[_Candidate]:
@@ -156,13 +159,30 @@ def _share(weights: dict[str, float], terms: set[str]) -> float:
 
 def _holds(terms: set[str], term: str) -> bool:
     """A Korean compound holds its first part: 신청 is in 신청서 (Kiwi keeps 출장신청서 as
-    출장 + 신청서). An English word holds its inflections (employ: employs, employed), but a
-    short word holds nothing else: "art" is not in "article"."""
+    출장 + 신청서). An English word holds the other forms of its stem, whichever is longer
+    (employ: employs, employed; physicians: physician; dispense: dispensing), but a short word
+    holds nothing else: "art" is not in "article"."""
     if term in terms:
         return True
     if has_hangul(term):
         return len(term) >= 2 and any(t.startswith(term) for t in terms)
-    return len(term) >= 4 and any(t.startswith(term) and len(t) - len(term) <= 3 for t in terms)
+    return len(term) >= 4 and any(_same_stem(term, t) for t in terms)
+
+
+def _same_stem(a: str, b: str) -> bool:
+    """Two words that share all but their last three letters (at least four of them)."""
+    stem = max(4, max(len(a), len(b)) - 3)
+    return len(a) >= stem and len(b) >= stem and a[:stem] == b[:stem]
+
+
+def fold_accents(text: str) -> str:
+    """Latin letters without their accents (Maizière → Maiziere): a question typed without
+    them still matches the document's words. Hangul is decomposed and recomposed unchanged."""
+    if text.isascii():
+        return text
+    decomposed = unicodedata.normalize("NFD", text)
+    kept = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return unicodedata.normalize("NFC", kept)
 
 
 def _typed(score: float, sentence: str, wanted: AnswerType | None) -> float:
@@ -171,6 +191,36 @@ def _typed(score: float, sentence: str, wanted: AnswerType | None) -> float:
     if has_type(sentence, wanted):
         return score + TYPE_MATCH_BONUS
     return score * TYPE_MISMATCH_FACTOR
+
+
+# A sentence that introduces a list (a regulation's 각 호, "as follows:"): the answer is in its
+# items, so they are quoted with it.
+_LIST_INTRO_RE = re.compile(
+    r"다음\s*각\s*호|다음과\s*같|as follows|following\s*:|:$", re.IGNORECASE
+)
+_LIST_ITEM_RE = re.compile(r"[ \t]*(?:[0-9]{1,2}[.)]|[가-하][.)]|\([0-9]{1,2}\)|[-•·*])[ \t]+")
+MAX_LIST_CHARS = 500
+
+
+def with_list_items(found: Extracted, sources: Sequence[SourceText]) -> Extracted:
+    """``found``, followed by the list items right after it when it introduces a list (at most
+    :data:`MAX_LIST_CHARS` of them, whole lines), quoted from its source as one span."""
+    if not _LIST_INTRO_RE.search(found.sentence.strip()):
+        return found
+    text = next((s.text for s in sources if s.n == found.n), "")
+    line_end = text.find("\n", found.char_end)
+    end = found.char_end
+    while line_end != -1:
+        next_end = text.find("\n", line_end + 1)
+        line = text[line_end + 1 : next_end if next_end != -1 else len(text)]
+        if (
+            not _LIST_ITEM_RE.match(line)
+            or len(line) + line_end - found.char_start > MAX_LIST_CHARS
+        ):
+            break
+        end = line_end + 1 + len(line.rstrip())
+        line_end = next_end
+    return replace(found, sentence=text[found.char_start : end], char_end=end)
 
 
 def extractive_text(extracted: Extracted) -> str:

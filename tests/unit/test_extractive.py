@@ -111,3 +111,58 @@ def test_similarity_reorders_the_lexical_top_but_the_gate_stays_lexical() -> Non
     assert choose([first, second], [], config) == first
     gated = ExtractiveConfig(min_score=0.65, dense_weight=1.0)
     assert choose([first, second], [0.80, 0.99], gated) is None
+
+
+def test_accents_and_word_forms_do_not_hide_the_answering_sentence() -> None:
+    sources = [
+        SourceText(1, "The museum opened in 1990. It holds paintings of the harbour."),
+        SourceText(2, "Dr. Hélène Marchetti, the curator, catalogues every acquisition."),
+        SourceText(3, "A physician may dispense drugs when no pharmacy is near."),
+    ]
+    curator = extract_answer("Who is Helene Marchetti?", sources, analyze_many)
+    assert curator is not None and curator.n == 2  # typed without the accent
+    dispensing = extract_answer(
+        "Who can dispense drugs where physicians are far?", sources, analyze_many
+    )
+    assert dispensing is not None and dispensing.n == 3  # physicians / physician
+
+
+@pytest.mark.parametrize(
+    ("text", "folded"),
+    [
+        ("Thomas de Maizière", "Thomas de Maiziere"),
+        ("국내 출장의 일비", "국내 출장의 일비"),
+        ("ascii", "ascii"),
+    ],
+)
+def test_fold_accents_keeps_hangul_whole(text: str, folded: str) -> None:
+    from query_engine.extractive import fold_accents
+
+    assert fold_accents(text) == folded
+
+
+LODGING = SourceText(
+    1,
+    "제3조(숙박비) 숙박비는 1박당 다음 각 호의 금액을 상한으로 하여 실비로 지급한다.\n"
+    "1. 서울특별시: 10만 원\n2. 광역시: 8만 원\n3. 그 밖의 지역: 6만 원\n"
+    "② 숙박하지 아니한 경우에는 숙박비를 지급하지 아니한다.",
+    context="제2장 국내 여비 > 제3조(숙박비)",
+)
+
+
+def test_a_sentence_that_introduces_a_list_is_quoted_with_its_items() -> None:
+    from query_engine.extractive import Extracted, with_list_items
+
+    intro = LODGING.text.split("\n")[0]
+    found = Extracted(1, intro, 0, len(intro), 1.0)
+    quoted = with_list_items(found, [LODGING])
+    assert quoted.sentence.endswith("3. 그 밖의 지역: 6만 원")  # every item, not the next 항
+    assert LODGING.text[quoted.char_start : quoted.char_end] == quoted.sentence
+    assert "10만 원" in extractive_text(quoted)
+    plain = Extracted(1, "② 숙박하지 아니한 경우에는 숙박비를 지급하지 아니한다.", 0, 5, 1.0)
+    assert with_list_items(plain, [LODGING]) is plain
+
+
+def test_the_list_an_answer_needs_is_in_the_extracted_answer() -> None:
+    found = extract_answer("서울 출장 시 숙박비 상한은 1박에 얼마인가요?", [LODGING], analyze_many)
+    assert found is not None and "10만 원" in found.sentence
