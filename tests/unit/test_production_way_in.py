@@ -11,9 +11,7 @@ runtime; the indexing data clients, pipeline and job worker).
 from __future__ import annotations
 
 import asyncio
-import logging
 import os
-from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -29,6 +27,7 @@ from services.common.settings import AuthSettings, IndexingSettings, QuerySettin
 from services.indexing_api import app as indexing_module
 from services.query_api import app as query_module
 from tests.unit._key_fakes import FakeRedis
+from tests.unit._service_apps import quietly
 
 pytestmark = pytest.mark.unit
 
@@ -100,17 +99,6 @@ async def test_a_store_that_cannot_be_read_refuses_to_start_without_naming_redis
 
 
 # --------------------------------------------------------------------------- the lifespans
-
-
-def quietly(build: Callable[[], FastAPI]) -> FastAPI:
-    """``build()``, giving pytest its log capture back (``create_app`` configures logging)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    try:
-        return build()
-    finally:
-        root.handlers[:] = handlers
-        root.setLevel(level)
 
 
 class ServiceRedis(FakeRedis):
