@@ -12,13 +12,18 @@ refused by the retrieval gate before the extractive one and stays refused at eve
 Questions are split in two halves by a hash of their id: the threshold is chosen on the **dev**
 half (the one minimising refusal + hallucination, pooled over every set; ties to the lower
 hallucination) and the rates are
-reported on the other half, per set, next to the current default. Writes
+reported on the other half, per set, next to the current default.
+
+The same is done for the second gate, the similarity floor (``ExtractiveConfig.min_similarity``):
+each row's chosen sentence is re-ranked with the service's own embedder as the engine does, and
+the floor is chosen on the dev half with the service's lexical threshold. Writes
 ``bench/results/gate_calibration.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
 import json
 import sys
@@ -26,12 +31,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench._common import docqa_home, table, write_results
 from bench.answer_sets import ANSWERABLE
 from indexing.analysis import analyze_many
-from query_engine.extractive import ExtractiveConfig, SourceText, extract_answer
+from query_engine.extractive import ExtractiveConfig, SourceText, extract_answer, rank_sentences
 
 THRESHOLDS = [round(0.05 * i, 2) for i in range(0, 31)]
+MAX_REFUSAL = 0.10  # the issue's target for refusals of answerable questions
+SIMILARITY_FLOORS = [0.0] + [round(0.75 + 0.01 * i, 2) for i in range(0, 16)]
 NO_SCORE = float("-inf")
 
 
@@ -65,15 +74,45 @@ def extractive_score(row: dict[str, Any]) -> float:
     return found.score if found is not None else NO_SCORE
 
 
+async def add_similarities(rows: list[dict[str, Any]]) -> None:
+    """Each row's ``similarity``: the e5 cosine to the question of the sentence the service
+    would choose (the best of the top lexical sentences by lexical score + similarity, as
+    :func:`query_engine.extractive.choose` does), with the service's own embedder."""
+    from indexing.embedding import EmbedderConfig, build_embedder
+
+    embedder = build_embedder(EmbedderConfig())
+    config = ExtractiveConfig()
+    for row in rows:
+        sources = [
+            SourceText(s["n"], s["text"] or "", s.get("context") or "") for s in row["sources"]
+        ]
+        top = rank_sentences(row["question"], sources, analyze_many)[: config.rerank_top]
+        if not top:
+            row["similarity"] = NO_SCORE
+            continue
+        query = np.asarray(await embedder.embed_query(row["question"]), dtype=np.float32)
+        passages = np.asarray(await embedder.embed_passages([e.sentence for e in top]), np.float32)
+        sims = [float(x) for x in passages @ query.reshape(-1)]
+        best = max(range(len(top)), key=lambda i: top[i].score + config.dense_weight * sims[i])
+        row["similarity"] = sims[best]
+    await embedder.aclose()
+
+
 def is_dev(qid: str) -> bool:
     return hashlib.sha256(qid.encode()).digest()[0] % 2 == 0
 
 
-def rates(rows: Sequence[dict[str, Any]], threshold: float) -> dict[str, float]:
+def rates(
+    rows: Sequence[dict[str, Any]], threshold: float, min_similarity: float = NO_SCORE
+) -> dict[str, float]:
     answerable = [r for r in rows if r["kind"] == ANSWERABLE]
     unanswerable = [r for r in rows if r["kind"] != ANSWERABLE]
-    refused = sum(1 for r in answerable if r["score"] < threshold)
-    answered = sum(1 for r in unanswerable if r["score"] >= threshold)
+
+    def answers(r: dict[str, Any]) -> bool:
+        return bool(r["score"] >= threshold and r.get("similarity", 1.0) >= min_similarity)
+
+    refused = sum(1 for r in answerable if not answers(r))
+    answered = sum(1 for r in unanswerable if answers(r))
     return {
         "refusal_rate_answerable": refused / len(answerable) if answerable else float("nan"),
         "hallucination_rate_unanswerable": answered / len(unanswerable)
@@ -97,35 +136,76 @@ def choose(dev: Sequence[dict[str, Any]]) -> tuple[float, list[dict[str, Any]]]:
     return float(best["threshold"]), curve
 
 
+def choose_similarity(
+    dev: Sequence[dict[str, Any]], threshold: float
+) -> tuple[float, list[dict[str, Any]]]:
+    """The similarity floor that, with the lexical ``threshold``, answers the fewest
+    unanswerable questions of ``dev`` while refusing at most :data:`MAX_REFUSAL` of the
+    answerable ones (ties to the lower floor). Minimising the sum instead chose floors that
+    refused a quarter of the answerable questions: a server users stop asking."""
+    curve = [{"min_similarity": m, **rates(dev, threshold, m)} for m in SIMILARITY_FLOORS]
+    allowed = [p for p in curve if p["refusal_rate_answerable"] <= MAX_REFUSAL] or curve[:1]
+    best = min(allowed, key=lambda p: (p["hallucination_rate_unanswerable"], p["min_similarity"]))
+    return float(best["min_similarity"]), curve
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("answers_dir", nargs="?", type=Path, default=None)
     args = parser.parse_args(argv)
     answers_dir = args.answers_dir or newest_answers_dir()
     rows = scored_rows(answers_dir)
+    asyncio.run(add_similarities(rows))
     dev = [r for r in rows if is_dev(r["qid"])]
     report = [r for r in rows if not is_dev(r["qid"])]
+    results = {"answers_dir": str(answers_dir), **lexical_gate(dev, report)}
+    results["similarity_gate"] = similarity_gate(dev, report)
+    print(f"\nwrote {write_results('gate_calibration', results)}")
+    return 0
+
+
+def lexical_gate(dev: list[dict[str, Any]], report: list[dict[str, Any]]) -> dict[str, Any]:
     chosen, curve = choose(dev)
     current = ExtractiveConfig().min_score
     print(f"dev half: {len(dev)} rows; threshold chosen {chosen} (current default {current})")
     print(table(["threshold", "refusal (answerable)", "hallucination (unanswerable)"],
                 [[p["threshold"], p["refusal_rate_answerable"],
                   p["hallucination_rate_unanswerable"]] for p in curve]))  # fmt: skip
+    by_set = per_set(report, (chosen, NO_SCORE), (current, NO_SCORE))
+    return {"chosen_threshold": chosen, "current_threshold": current, "dev_curve": curve,
+            "report": by_set}  # fmt: skip
+
+
+def similarity_gate(dev: list[dict[str, Any]], report: list[dict[str, Any]]) -> dict[str, Any]:
+    """The similarity floor, with the lexical threshold the service uses."""
+    config = ExtractiveConfig()
+    chosen, curve = choose_similarity(dev, config.min_score)
+    print(f"\nsimilarity floor chosen on the dev half: {chosen} (current {config.min_similarity}), "
+          f"lexical threshold {config.min_score}")  # fmt: skip
+    print(table(["floor", "refusal (answerable)", "hallucination (unanswerable)"],
+                [[p["min_similarity"], p["refusal_rate_answerable"],
+                  p["hallucination_rate_unanswerable"]] for p in curve]))  # fmt: skip
+    gates = (config.min_score, chosen), (config.min_score, config.min_similarity)
+    return {"chosen_min_similarity": chosen, "current_min_similarity": config.min_similarity,
+            "dev_curve": curve, "report": per_set(report, *gates)}  # fmt: skip
+
+
+def per_set(
+    report: list[dict[str, Any]], chosen: tuple[float, float], current: tuple[float, float]
+) -> dict[str, Any]:
     by_set: dict[str, Any] = {}
     for set_name in sorted({r["set"] for r in report}):
         of_set = [r for r in report if r["set"] == set_name]
-        by_set[set_name] = {"chosen": rates(of_set, chosen), "current": rates(of_set, current)}
-    print("\nreport half, per set (chosen / current threshold):")
+        by_set[set_name] = {"chosen": rates(of_set, *chosen), "current": rates(of_set, *current)}
+    pooled = {"chosen": rates(report, *chosen), "current": rates(report, *current)}
+    print("\nreport half, per set (chosen / current gate):")
     print(table(["set", "refusal", "hallucination", "refusal now", "hallucination now"],
                 [[s, v["chosen"]["refusal_rate_answerable"],
                   v["chosen"]["hallucination_rate_unanswerable"],
                   v["current"]["refusal_rate_answerable"],
                   v["current"]["hallucination_rate_unanswerable"]]
-                 for s, v in by_set.items()]))  # fmt: skip
-    results = {"answers_dir": str(answers_dir), "chosen_threshold": chosen,
-               "current_threshold": current, "dev_curve": curve, "report": by_set}  # fmt: skip
-    print(f"\nwrote {write_results('gate_calibration', results)}")
-    return 0
+                 for s, v in {**by_set, "(pooled)": pooled}.items()]))  # fmt: skip
+    return {**by_set, "pooled": pooled}
 
 
 if __name__ == "__main__":

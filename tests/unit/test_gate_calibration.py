@@ -34,3 +34,35 @@ def test_the_chosen_threshold_minimises_both_errors() -> None:
     chosen, curve = choose(ROWS)
     assert chosen == pytest.approx(0.55)  # refuses 0.3 and none; answers no unanswerable
     assert curve[0]["threshold"] == 0.0 and curve[0]["refusal_rate_answerable"] == 0.25
+
+
+def test_the_similarity_floor_refuses_what_the_lexical_gate_lets_through() -> None:
+    from bench.gate_calibration import choose_similarity
+
+    rows = [
+        {"kind": "answerable", "score": 0.9, "similarity": 0.91, "qid": "a"},
+        {"kind": "answerable", "score": 0.6, "similarity": 0.86, "qid": "b"},
+        {"kind": "held_out", "score": 0.7, "similarity": 0.80, "qid": "c"},  # lexically fine
+        {"kind": "no_answer", "score": 0.5, "similarity": 0.84, "qid": "d"},
+    ]
+    assert rates(rows, 0.35)["hallucination_rate_unanswerable"] == 1.0
+    floor, curve = choose_similarity(rows, 0.35)
+    assert floor == pytest.approx(0.85)  # the lowest floor that answers neither unanswerable
+    at = rates(rows, 0.35, floor)
+    assert (at["refusal_rate_answerable"], at["hallucination_rate_unanswerable"]) == (0.0, 0.0)
+    assert curve[0]["min_similarity"] == 0.0
+    strict = [*rows, {"kind": "answerable", "score": 0.9, "similarity": 0.83, "qid": "e"}]
+    strict_floor, _ = choose_similarity(strict, 0.35)  # 0.85 would refuse 1 of 3 answerable
+    assert strict_floor == pytest.approx(0.81)  # the unanswerable at 0.84 stays answered
+
+
+def test_the_service_refuses_a_sentence_under_the_similarity_floor() -> None:
+    from query_engine.extractive import Extracted, ExtractiveConfig
+    from query_engine.extractive import choose as choose_sentence
+
+    ranked = [Extracted(1, "a", 0, 1, 0.8), Extracted(2, "b", 0, 1, 0.7)]
+    gated = ExtractiveConfig(min_similarity=0.85)
+    assert choose_sentence(ranked, [0.80, 0.84], gated) is None
+    found = choose_sentence(ranked, [0.80, 0.95], gated)
+    assert found is not None and found.n == 2  # the re-ranked best, over the floor
+    assert choose_sentence(ranked, (), gated) is not None  # no embedder: lexical gate only
