@@ -282,3 +282,49 @@ async def test_requests_are_served_when_redis_is_down(
     assert limited.headers["X-RateLimit-Remaining"] == "0"
     assert [r.status_code for r in served] == [404, 404, 404]  # fail open: none is a 429
     assert all("X-RateLimit-Limit" not in r.headers for r in served)
+
+
+def query_service(runtime_dir: Path, servers: Servers, key_prefix: str, name: str) -> str:
+    """``docqa serve query`` as its own OS process, limited to 3 queries a minute per key."""
+    port = processes.free_port()
+    env = {
+        "DOCQA_REDIS_URL": servers.redis_url,
+        "DOCQA_REDIS_KEY_PREFIX": key_prefix,
+        "DOCQA_MILVUS_URI": servers.milvus_uri,
+        "DOCQA_LLM_ENDPOINTS": "http://127.0.0.1:9/v1",  # never asked: /v1/retrieve needs no LLM
+        "DOCQA_AUTH_QUERY_KEYS": QUERY_KEY,
+        "DOCQA_RATE_LIMIT_QUERIES_PER_MINUTE": "3",
+        "DOCQA_LOG_LEVEL": "warning",
+    }
+    spec = stack.service_spec(stack.StackPaths(runtime_dir), "query", port, env, name=name)
+    processes.start(spec)
+    url = f"http://127.0.0.1:{port}"
+    processes.wait_until_ready(spec, stack.http_ready(f"{url}/healthz"), timeout_s=180)
+    return url
+
+
+def test_the_n_plus_first_query_is_refused_across_two_service_processes(
+    data_servers: Servers, collection: str, runtime_dir: Path
+) -> None:
+    import httpx
+
+    key_prefix = prefix()
+    names = [f"rl-query-{n}-{key_prefix}" for n in "ab"]
+    try:
+        urls = [query_service(runtime_dir, data_servers, key_prefix, name) for name in names]
+        asked = {"collection": collection, "question": "anything?"}
+        replies = [
+            httpx.post(f"{urls[n % 2]}/v1/retrieve", json=asked, headers=QUERY_AUTH, timeout=60)
+            for n in range(4)
+        ]
+    finally:
+        for name in names:
+            processes.stop(stack.StackPaths(runtime_dir).run / f"{name}.pid")
+
+    assert [r.status_code for r in replies[:3]] == [404, 404, 404]  # counted (no such collection)
+    assert [r.headers["X-RateLimit-Remaining"] for r in replies[:3]] == ["2", "1", "0"]
+    refused = replies[3]  # the 4th, on the other process than the 3rd
+    assert refused.status_code == 429, refused.text
+    assert refused.headers["X-RateLimit-Limit"] == "3"
+    assert int(refused.headers["Retry-After"]) >= 1
+    assert refused.json()["error"]["code"] == "rate_limited"
