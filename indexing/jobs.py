@@ -158,6 +158,9 @@ class JobStore(JobLeases):
             await pipe.execute()
 
 
+CLAIM_GRACE_S = 5.0  # how long past its own wait a claim may take before it is abandoned
+
+
 class JobWorker:
     """Runs queued jobs with bounded concurrency inside the indexing service, under a lease."""
 
@@ -249,7 +252,12 @@ class JobWorker:
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                job_id = await self._jobs.claim(self.worker_id, wait_s=1)
+                # Redis answers a 1 s BLMOVE within 1 s; a claim still waiting long after that
+                # hangs on a dead connection and would keep stop() from ever returning (seen
+                # once in CI): give up on it (TimeoutError is an OSError) and claim afresh
+                job_id = await asyncio.wait_for(
+                    self._jobs.claim(self.worker_id, wait_s=1), timeout=1 + CLAIM_GRACE_S
+                )
             except (RedisError, OSError) as exc:
                 log.warning("job queue unreachable", extra={"error": str(exc)})
                 await asyncio.sleep(self._retry_delay_s)

@@ -8,6 +8,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, cast
 
+import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -191,3 +192,22 @@ async def test_lease_renewal_survives_redis_errors() -> None:
 
 def test_worker_ids_are_unique_per_worker() -> None:
     assert new_worker_id() != new_worker_id()
+
+
+class HungClaimStore(FakeJobStore):
+    """A queue whose claim never returns: a BLMOVE on a connection that went silent."""
+
+    async def claim(self, worker_id: str, wait_s: int) -> str | None:
+        await asyncio.Event().wait()
+        return None
+
+
+async def test_stop_returns_even_when_a_claim_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("indexing.jobs.CLAIM_GRACE_S", 0.05)
+    worker = JobWorker(
+        HungClaimStore(), FakePipeline(), lease_ttl_s=0.3, retry_delay_s=0.01, worker_id="w1"
+    )
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.1)  # the claim is waiting
+    worker.stop()
+    await asyncio.wait_for(task, 5)  # hung forever before the claim had a deadline
