@@ -44,6 +44,11 @@ class UnsupportedClaim(_Frozen):
     sentence: str
     claim: str
     kind: str
+    reason: str = Field(
+        "not_in_sources",
+        description="not_in_sources (no cited source holds it) or said_of_something_else (a "
+        "cited source holds it, as the value of another fact than the sentence states)",
+    )
 
 
 class Grounding(_Frozen):

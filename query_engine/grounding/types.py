@@ -7,6 +7,10 @@ from typing import Literal
 
 ClaimKind = Literal["number", "date", "law_ref", "name"]
 GroundingPolicy = Literal["flag", "drop", "refuse"]
+# why a claim is unsupported: no cited source holds it, or the sources hold it as the value of
+# another fact than the one the sentence states (:mod:`query_engine.grounding.attachment`)
+NOT_IN_SOURCES = "not_in_sources"
+MISATTACHED = "said_of_something_else"
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +28,7 @@ class UnsupportedClaim:
     sentence: str
     claim: str
     kind: ClaimKind
+    reason: str = NOT_IN_SOURCES
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +43,8 @@ class GroundingResult:
         return {
             "verified": self.verified,
             "unsupported": [
-                {"sentence": u.sentence, "claim": u.claim, "kind": u.kind} for u in self.unsupported
+                {"sentence": u.sentence, "claim": u.claim, "kind": u.kind, "reason": u.reason}
+                for u in self.unsupported
             ],
             "checked_claims": self.checked_claims,
         }

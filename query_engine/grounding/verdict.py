@@ -9,6 +9,7 @@ from functools import lru_cache
 
 from docqa_core.citations import cited_numbers
 from docqa_core.scripts import has_hangul, main_script
+from query_engine.grounding.attachment import misattached_numbers
 from query_engine.grounding.claims import extract_claims
 from query_engine.grounding.claims.dates import _DateParts, _parse_date_key
 from query_engine.grounding.claims.extract import _structured_claims
@@ -18,6 +19,7 @@ from query_engine.grounding.claims.numbers import _plain_numbers
 from query_engine.grounding.sentences import _sentence_spans, split_sentences
 from query_engine.grounding.text import _fold_width
 from query_engine.grounding.types import (
+    MISATTACHED,
     Claim,
     ClaimKind,
     GroundingPolicy,
@@ -156,12 +158,18 @@ def _verdict(claim: Claim, pool: list[_SourceFacts]) -> bool | None:
 # Public entry points
 
 
-def _source_pool(sentence: str, indexed: Mapping[int, _SourceFacts]) -> list[_SourceFacts]:
+def _pool_numbers(sentence: str, indexed: Mapping[int, _SourceFacts]) -> list[int]:
+    """The sources a sentence's claims are checked against: those it cites, or all of them
+    when it cites none. Unknown numbers are ignored; citing only unknown numbers leaves
+    nothing to support a claim."""
     cited = cited_numbers(sentence)
     if cited is None:
-        return list(indexed.values())
-    # Unknown numbers are ignored; citing only unknown numbers leaves nothing to support a claim.
-    return [indexed[n] for n in sorted(cited) if n in indexed]
+        return list(indexed)
+    return [n for n in sorted(cited) if n in indexed]
+
+
+def _source_pool(sentence: str, indexed: Mapping[int, _SourceFacts]) -> list[_SourceFacts]:
+    return [indexed[n] for n in _pool_numbers(sentence, indexed)]
 
 
 def check_grounding(answer: str, sources: Mapping[int, str]) -> GroundingResult:
@@ -187,6 +195,12 @@ def check_grounding(answer: str, sources: Mapping[int, str]) -> GroundingResult:
             checked += 1
             if not verdict:
                 unsupported.append(UnsupportedClaim(index, sentence, claim.text, claim.kind))
+        cited_texts = [sources[n] for n in _pool_numbers(sentence, indexed)]
+        unsupported += [
+            UnsupportedClaim(index, sentence, claim.text, claim.kind, MISATTACHED)
+            for claim in misattached_numbers(sentence, claims, cited_texts)
+            if not any(u.sentence_index == index and u.claim == claim.text for u in unsupported)
+        ]
     return GroundingResult(
         verified=not unsupported, unsupported=tuple(unsupported), checked_claims=checked
     )

@@ -410,6 +410,73 @@ class TestCheckGroundingNames:
         assert check_grounding("서울대학교가 서명했습니다 [2].", SOURCES).verified
 
 
+class TestNumbersSaidOfTheRightThing:
+    """A number the cited source holds, but as the value of another fact."""
+
+    LOANS = (
+        "제3조(대출 권수와 기간) ① 임직원은 한 번에 5권까지 빌릴 수 있다.\n"
+        "② 대출 기간은 14일로 하며, 한 차례에 한하여 7일 연장할 수 있다."
+    )
+    GRINDER = (
+        "Setting 4 suits espresso, setting 12 suits pour-over, and setting 20 suits a French "
+        "press.\nThe motor stops automatically after 90 seconds of continuous grinding."
+    )
+
+    @pytest.mark.parametrize(
+        ("answer", "claim"),
+        [
+            ("대출 기간은 7일입니다 [1].", "7"),  # 7 is the extension
+            ("임직원은 한 번에 14권까지 빌릴 수 있습니다 [1].", "14"),  # 14 is the loan period
+            ("한 차례에 한하여 14일 연장할 수 있습니다 [1].", "14"),
+        ],
+    )
+    def test_korean_number_of_another_fact_is_unsupported(self, answer: str, claim: str) -> None:
+        result = check_grounding(answer, {1: self.LOANS})
+        assert [(u.claim, u.reason) for u in result.unsupported] == [
+            (claim, "said_of_something_else")
+        ]
+        assert not result.verified
+
+    @pytest.mark.parametrize(
+        ("answer", "claim"),
+        [("Setting 12 suits espresso [1].", "12"), ("The motor stops after 20 seconds [1].", "20")],
+    )
+    def test_english_number_of_another_fact_is_unsupported(self, answer: str, claim: str) -> None:
+        result = check_grounding(answer, {1: self.GRINDER})
+        assert [(u.claim, u.reason) for u in result.unsupported] == [
+            (claim, "said_of_something_else")
+        ]
+
+    @pytest.mark.parametrize(
+        "answer",
+        [
+            "대출 기간은 14일입니다 [1].",
+            "대출 기간은 14일이며 7일 연장할 수 있습니다 [1].",
+            "대출은 14일 동안 가능합니다 [1].",  # too little said around the number to judge
+            "② 대출 기간은 14일로 하며, 한 차례에 한하여 7일 연장할 수 있다. [1]",  # quoted
+        ],
+    )
+    def test_korean_number_of_its_own_fact_is_verified(self, answer: str) -> None:
+        assert check_grounding(answer, {1: self.LOANS}).verified
+
+    @pytest.mark.parametrize(
+        "answer",
+        [
+            "Espresso needs setting 4 [1].",
+            "Use setting 20 for a French press [1].",
+            "The motor stops after 90 seconds of grinding [1].",
+        ],
+    )
+    def test_english_number_of_its_own_fact_is_verified(self, answer: str) -> None:
+        assert check_grounding(answer, {1: self.GRINDER}).verified
+
+    def test_only_the_cited_source_is_read(self) -> None:
+        # the other source says 7 of 대출 기간; the cited one does not
+        other = "대출 기간은 7일이다."
+        assert check_grounding("대출 기간은 7일입니다 [2].", {1: self.LOANS, 2: other}).verified
+        assert not check_grounding("대출 기간은 7일입니다 [1].", {1: self.LOANS, 2: other}).verified
+
+
 class TestCitationScoping:
     def test_claim_in_other_source_than_cited_is_unsupported(self) -> None:
         # $1,200 is in source 2, but the sentence cites [1].
@@ -464,6 +531,7 @@ class TestCheckGroundingResult:
                     "sentence": "수수료는 70,000원이고 담당은 이민정입니다 [1].",
                     "claim": c,
                     "kind": k,
+                    "reason": "not_in_sources",
                 }
                 for c, k in [("70,000원", "number"), ("이민정", "name")]
             ],
