@@ -266,6 +266,19 @@ def service_env(
         **(external_llm_env() or local_llm),
         "DOCQA_AUTH_QUERY_KEYS": keys["DOCQA_QUERY_KEY"],
         "DOCQA_AUTH_ADMIN_KEYS": keys["DOCQA_ADMIN_KEY"],
+        **web_page_env(ports),
+    }
+
+
+def web_page_env(ports: StackPorts) -> dict[str, str]:
+    """The page at /ui (query service) uploads from the browser straight to the indexing
+    service: the query service tells the page where that is, and the indexing service admits
+    the page's origin by CORS (both names a browser may use for the loopback host)."""
+    page_origins = [f"http://127.0.0.1:{ports.query}", f"http://localhost:{ports.query}"]
+    extra = os.environ.get("DOCQA_CORS_ORIGINS", "").strip()
+    return {
+        "DOCQA_UI_INDEXING_URL": f"http://127.0.0.1:{ports.indexing}",
+        "DOCQA_CORS_ORIGINS": ",".join([*page_origins, *([extra] if extra else [])]),
     }
 
 

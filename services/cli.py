@@ -72,12 +72,14 @@ def cmd_setup(_: argparse.Namespace) -> int:
     from deploy import stack
 
     python, model_dir = stack.setup(stack.default_paths(), _log)
-    _log(f"ready: vLLM python {python}, model {model_dir}")
+    # what `make test` needs beyond the stack: the browser of tests/e2e/test_web_ui.py
+    chromium = browser.ensure_chromium(_log)
+    _log(f"ready: vLLM python {python}, model {model_dir}, browser {chromium}")
     return 0
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from deploy import stack
+    from deploy import browser, stack
 
     paths = stack.default_paths()
     env = stack.up(paths, log=_log)
@@ -100,6 +102,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"  keys and URLs: {paths.env_file}\n\n"
         "Ask a question:\n"
         f"  {stack.curl_example(paths)}\n\n"
+        f"  web page:     {env['DOCQA_QUERY_URL']}/ui/ (key: DOCQA_ADMIN_KEY in the file below)\n"
         "Stop everything: make down"
     )
     return 0

@@ -23,6 +23,7 @@ from services.common.production import (
     refuse_to_start,
 )
 from services.common.rate_limit_settings import RateLimitSettings
+from services.common.ui_settings import UiSettings
 
 __all__ = ["DEV_ADMIN_KEY", "DEV_QUERY_KEY", "MIN_PRODUCTION_KEY_LENGTH"]  # re-exported
 
@@ -476,6 +477,7 @@ class QuerySettings(CommonSettings):
     cache: CacheSettings = CacheSettings()
     sessions: SessionSettings = SessionSettings()
     faq: FaqSettings = FaqSettings()
+    ui: UiSettings = UiSettings()
     grounding_policy: Literal["flag", "drop", "refuse"] = Field(
         "flag", description="what to do with answer sentences whose facts are not in their sources"
     )

@@ -18,6 +18,7 @@ from services.query_api.openai_routes import router as openai_router
 from services.query_api.rate_limits import QueryRateLimits
 from services.query_api.routes import router
 from services.query_api.runtime import QueryRuntime
+from services.query_api.ui_routes import router as ui_router
 
 
 @contextlib.asynccontextmanager
@@ -48,7 +49,7 @@ def build_app(settings: QuerySettings | None = None) -> FastAPI:
         service="query",
         settings=settings or QuerySettings(),
         lifespan=lifespan,
-        routers=[router, openai_router, faq_router],
+        routers=[router, openai_router, faq_router, ui_router],
         # auth → limits → FAQ → cache in the front door; what it passes on is counted behind it
         inner_middleware=[QueryFrontDoor, QueryRateLimits],
     )

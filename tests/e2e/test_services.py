@@ -1,62 +1,16 @@
-"""Both services as real processes (`docqa serve`), against the real servers: upload a file,
-ask a question, get an answer that cites it."""
+"""Both services as real processes (`docqa serve`, the ``services`` fixture of conftest.py),
+against the real servers: upload a file, ask a question, get an answer that cites it."""
 
 from __future__ import annotations
 
-import sys
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 
-from deploy import processes, stack
 from tests.conftest import Servers
+from tests.e2e.conftest import ADMIN_KEY, QUERY_KEY, Services
 from tests.fixtures.documents import ENGLISH_GUIDE, KOREAN_RULES
-
-QUERY_KEY = "e2e-query-key"
-ADMIN_KEY = "e2e-admin-key"
-
-
-@dataclass
-class Services:
-    query_url: str
-    indexing_url: str
-
-
-@pytest.fixture(scope="module")
-def services(servers: Servers, runtime_dir: Path) -> Iterator[Services]:
-    env = {
-        **stack.SERVICE_THREAD_ENV,
-        "DOCQA_MILVUS_URI": servers.milvus_uri,
-        "DOCQA_REDIS_URL": servers.redis_url,
-        "DOCQA_REDIS_KEY_PREFIX": "e2e",
-        "DOCQA_LLM_ENDPOINTS": servers.llm_url or "",
-        "DOCQA_AUTH_QUERY_KEYS": QUERY_KEY,
-        "DOCQA_AUTH_ADMIN_KEYS": ADMIN_KEY,
-    }
-    specs = []
-    urls = {}
-    for service in ("indexing", "query"):
-        port = processes.free_port()
-        spec = stack.service_spec(
-            stack.StackPaths(runtime_dir), service, port, env, name=f"e2e-{service}"
-        )
-        assert Path(spec.command[0]).parent == Path(sys.executable).parent
-        processes.start(spec)
-        specs.append((spec, port))
-        urls[service] = f"http://127.0.0.1:{port}"
-    try:
-        for spec, port in specs:
-            processes.wait_until_ready(
-                spec, stack.http_ready(f"http://127.0.0.1:{port}/readyz"), timeout_s=120
-            )
-        yield Services(query_url=urls["query"], indexing_url=urls["indexing"])
-    finally:
-        for spec, _ in specs:
-            processes.stop(spec.pid_path)
 
 
 def wait_for_job(indexing_url: str, job_id: str) -> dict[str, object]:

@@ -325,6 +325,11 @@ NO_COLLECTION = {
     ("POST", "/v1/keys"),
     ("GET", "/v1/keys"),
     ("DELETE", "/v1/keys/{key_id}"),  # admin, own tenant
+    # the web page: static files and its config, no data (every API call it makes has a key)
+    ("GET", "/ui"),
+    ("GET", "/ui/"),
+    ("GET", "/ui/config.json"),
+    ("GET", "/ui/{name}"),
 }
 # routes that name the collection in the body: a body that names B's
 BODY_COLLECTION = {

@@ -1,0 +1,203 @@
+// How one answer is shown: its text with clickable [n] markers and the claims the grounding
+// check could not find highlighted, its labels (FAQ, extractive, not found, verified), the
+// cited passage with the quoted span highlighted, and the text "copy" puts on the clipboard.
+
+// the markers docqa_core/citations.py parses: [1] [1, 2] [1-3] [1][2] (at most three digits)
+const MARKER_RE = /\[[ \t]*\d{1,3}(?:[ \t]*[,，\-–~][ \t]*\d{1,3})*[ \t]*\]/g;
+const MAX_RANGE = 50;
+
+const FALLBACK_REASONS = {
+  unsupported_claims: "the generated answer had claims not found in its sources",
+  does_not_answer: "the generated answer did not answer the question",
+  no_citation: "the generated answer cited no source",
+  llm_found_nothing: "the LLM found nothing",
+  llm_unavailable: "the LLM was unavailable",
+  llm_saturated: "the LLM servers were busy",
+};
+
+export function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name === "class") node.className = value;
+    else if (name === "text") node.textContent = value;
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children) {
+    if (child !== null && child !== undefined) node.append(child);
+  }
+  return node;
+}
+
+export function citedNumbers(marker) {
+  const numbers = [];
+  for (const part of marker.matchAll(/(\d+)(?:[ \t]*[-–~][ \t]*(\d+))?/g)) {
+    const first = Number(part[1]);
+    const last = part[2] ? Number(part[2]) : first;
+    if (first <= last && last <= first + MAX_RANGE) {
+      for (let n = first; n <= last; n += 1) numbers.push(n);
+    } else {
+      numbers.push(first, last);
+    }
+  }
+  return [...new Set(numbers)];
+}
+
+// The answer as nodes: text, unsupported claims in <mark>, and each [n] a button.
+export function answerNodes(answer, onCite) {
+  const text = answer.answer || "";
+  const claims = (answer.grounding?.unsupported || []).map((u) => u.claim).filter(Boolean);
+  const byNumber = new Map((answer.citations || []).map((c) => [c.n, c]));
+  const nodes = [];
+  let last = 0;
+  for (const match of text.matchAll(MARKER_RE)) {
+    nodes.push(...claimNodes(text.slice(last, match.index), claims));
+    nodes.push(markerNode(match[0], byNumber, onCite));
+    last = match.index + match[0].length;
+  }
+  nodes.push(...claimNodes(text.slice(last), claims));
+  return nodes;
+}
+
+function markerNode(marker, byNumber, onCite) {
+  const numbers = citedNumbers(marker);
+  if (!numbers.every((n) => byNumber.has(n))) return document.createTextNode(marker);
+  const span = el("span", { class: "cite" }, "[");
+  numbers.forEach((n, i) => {
+    if (i) span.append(", ");
+    const citation = byNumber.get(n);
+    const button = el("button", {
+      type: "button",
+      class: "cite-link",
+      text: String(n),
+      "aria-label": `Source ${n}: ${citation.title || citation.doc_id}`,
+      "data-n": n,
+    });
+    button.addEventListener("click", () => onCite(citation, button));
+    span.append(button);
+  });
+  span.append("]");
+  return span;
+}
+
+function claimNodes(text, claims) {
+  const ranges = [];
+  for (const claim of claims) {
+    let at = text.indexOf(claim);
+    while (at !== -1) {
+      ranges.push([at, at + claim.length]);
+      at = text.indexOf(claim, at + claim.length);
+    }
+  }
+  return markedNodes(text, merge(ranges), (part) =>
+    el("mark", { class: "unsupported", title: "not found in the cited source" }, part,
+      el("span", { class: "visually-hidden", text: " (not found in the cited source)" })),
+  );
+}
+
+function merge(ranges) {
+  const sorted = ranges.sort((a, b) => a[0] - b[0]);
+  const merged = [];
+  for (const range of sorted) {
+    const top = merged[merged.length - 1];
+    if (top && range[0] <= top[1]) top[1] = Math.max(top[1], range[1]);
+    else merged.push([...range]);
+  }
+  return merged;
+}
+
+function markedNodes(text, ranges, wrap) {
+  const nodes = [];
+  let last = 0;
+  for (const [start, end] of ranges) {
+    if (start > last) nodes.push(document.createTextNode(text.slice(last, start)));
+    nodes.push(wrap(text.slice(start, end)));
+    last = end;
+  }
+  if (last < text.length) nodes.push(document.createTextNode(text.slice(last)));
+  return nodes;
+}
+
+// Labels that say how the answer was made and how far it can be trusted: [text, kind].
+export function answerLabels(answer) {
+  if (answer.not_found) {
+    // an answer in its own right, not an error; how it was (not) made says nothing more
+    return [["Not found in the documents", "neutral"], ...(answer.cached ? [["From cache", "neutral"]] : [])];
+  }
+  const labels = [];
+  if (answer.answer_mode === "faq") labels.push(["FAQ answer", "info"]);
+  else if (answer.answer_mode === "extractive") {
+    labels.push(["Extractive: quoted from the source", "info"]);
+  } else labels.push(["Generated by the LLM", "info"]);
+  if (answer.fallback_reason) {
+    const why = FALLBACK_REASONS[answer.fallback_reason] || answer.fallback_reason;
+    labels.push([`Quoted instead: ${why}`, "warn"]);
+  }
+  const grounding = answer.grounding || {};
+  if (grounding.verified) labels.push(["Verified against the cited sources", "good"]);
+  else if ((grounding.unsupported || []).length) {
+    labels.push(["Not verified: highlighted claims are not in the cited sources", "warn"]);
+  } else if (grounding.answers_question === false) {
+    labels.push(["May not answer the question", "warn"]);
+  }
+  if (answer.cached) labels.push(["From cache", "neutral"]);
+  return labels;
+}
+
+export function citationLine(c) {
+  const where = [c.section, c.page !== null && c.page !== undefined ? `p. ${c.page}` : ""]
+    .filter(Boolean)
+    .join(", ");
+  return `[${c.n}] ${c.title || c.doc_id}${where ? ` — ${where}` : ""}`;
+}
+
+// The answer as it is copied: the text with its markers, then the sources it cites.
+export function copyText(answer) {
+  const cited = (answer.citations || []).filter((c) => c.cited);
+  const sources = (cited.length ? cited : answer.citations || []).map(citationLine);
+  return sources.length ? `${answer.answer}\n\nSources:\n${sources.join("\n")}` : answer.answer;
+}
+
+// The parts of the passage the answer quotes where it cites this source: each stretch of the
+// answer before a marker naming it (an extractive answer is one such quote), else its
+// sentences, found in the passage with whitespace differences ignored.
+export function quotedRanges(answerText, citation) {
+  const passage = citation.text || "";
+  const ranges = [];
+  let last = 0;
+  for (const match of answerText.matchAll(MARKER_RE)) {
+    const before = answerText.slice(last, match.index);
+    last = match.index + match[0].length;
+    if (!citedNumbers(match[0]).includes(citation.n)) continue;
+    const whole = findLoose(passage, before);
+    if (whole) {
+      ranges.push(whole);
+      continue;
+    }
+    for (const sentence of before.split(/(?<=[.!?。])\s+/)) {
+      const found = findLoose(passage, sentence);
+      if (found) ranges.push(found);
+    }
+  }
+  return merge(ranges);
+}
+
+function findLoose(haystack, needle) {
+  const wanted = needle.replace(/\s+/g, " ").trim();
+  if (wanted.length < 4) return null;
+  let flat = "";
+  const origin = [];
+  for (let i = 0; i < haystack.length; i += 1) {
+    const space = /\s/.test(haystack[i]);
+    if (space && flat.endsWith(" ")) continue;
+    flat += space ? " " : haystack[i];
+    origin.push(i);
+  }
+  const at = flat.indexOf(wanted);
+  if (at === -1) return null;
+  return [origin[at], origin[at + wanted.length - 1] + 1];
+}
+
+export function passageNodes(citation, ranges) {
+  return markedNodes(citation.text || "", ranges, (part) => el("mark", { class: "quoted" }, part));
+}
