@@ -7,6 +7,7 @@ not repeated in every route.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -87,11 +88,24 @@ class RateLimited(DocqaError):
 
 
 class DependencyUnavailable(DocqaError):
-    """A backing service (Milvus, Redis, the LLM pool, the embedder) cannot be reached."""
+    """A backing service (Milvus, Redis, the LLM pool, the embedder) cannot be reached.
+
+    Sent as 503 with ``Retry-After: retry_after_s``: an outage is expected to pass (a restarted
+    server, a breaker's cooldown), and clients should come back rather than give up."""
 
     code = "dependency_unavailable"
     http_status = 503
 
-    def __init__(self, dependency: str, message: str, *, detail: Any = None) -> None:
+    def __init__(
+        self, dependency: str, message: str, *, detail: Any = None, retry_after_s: float = 5.0
+    ) -> None:
         super().__init__(message, detail=detail)
         self.dependency = dependency
+        self.retry_after_s = retry_after_s
+
+
+def retry_after_header(exc: DocqaError) -> dict[str, str]:
+    """``Retry-After`` (whole seconds, at least 1) of a 429 or 503; empty for other errors."""
+    if isinstance(exc, (RateLimited, DependencyUnavailable)):
+        return {"Retry-After": str(max(1, math.ceil(exc.retry_after_s)))}
+    return {}

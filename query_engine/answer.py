@@ -83,7 +83,11 @@ class Answer(_Frozen):
     )
     fallback_reason: str | None = Field(
         None,
-        description="in auto mode, why the extractive answer replaced the generated one",
+        description=(
+            "in auto mode, why the extractive answer replaced the generated one: "
+            "llm_unavailable or llm_saturated (no LLM server could answer now; such answers "
+            "are not cached), or a check the generated answer failed"
+        ),
     )
     cached: bool = Field(False, description="served from the answer cache")
     coalesced: bool = Field(
@@ -102,6 +106,10 @@ class Answer(_Frozen):
 
 # per response, not per answer: never stored, set on the way out
 VOLATILE_FIELDS = ("cached", "coalesced", "timings_ms")
+
+# auto mode's fallbacks that describe this moment, not the question (no LLM server up, every one
+# busy): such answers are never cached, so generated answers return as soon as the LLM does
+TRANSIENT_FALLBACKS = frozenset({"llm_unavailable", "llm_saturated"})
 
 VERIFIED_WITHOUT_CLAIMS = Grounding(verified=True, unsupported=[], checked_claims=0)
 

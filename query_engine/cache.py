@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from docqa_core.redis_keys import answer_key_stem, query_embedding_prefix, version_key
 from indexing.embedding import Embedder, Vectors
-from query_engine.answer import ANSWER_SCHEMA_FINGERPRINT, Answer
+from query_engine.answer import ANSWER_SCHEMA_FINGERPRINT, TRANSIENT_FALLBACKS, Answer
 from query_engine.versions import VersionWatcher
 
 log = logging.getLogger(__name__)
@@ -190,6 +190,8 @@ class AnswerCache:
         return CachedAnswer(raw).to_answer()
 
     async def put(self, key: str, answer: Answer) -> None:
+        if answer.fallback_reason in TRANSIENT_FALLBACKS:
+            return  # the LLM was down or saturated: the next asker should get a generated answer
         raw = answer.stored_json()
         try:
             await self._redis.set(key, raw, ex=self._ttl_s)

@@ -69,7 +69,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 
 def cmd_setup(_: argparse.Namespace) -> int:
-    from deploy import stack
+    from deploy import browser, stack
 
     python, model_dir = stack.setup(stack.default_paths(), _log)
     # what `make test` needs beyond the stack: the browser of tests/e2e/test_web_ui.py
@@ -79,7 +79,7 @@ def cmd_setup(_: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from deploy import browser, stack
+    from deploy import stack
 
     paths = stack.default_paths()
     env = stack.up(paths, log=_log)

@@ -1,14 +1,15 @@
 """Health, readiness and metrics routes, on the public port and on the admin port.
 
-``/readyz`` names every dependency with its error and latency, and ``/metrics`` lists endpoints,
-routes and collections: useful to operators, a map of the internals to anyone else. In
-production the public port's ``/readyz`` therefore says only ``ready`` (200) or ``not_ready``
-(503), which is all a load balancer or kubelet needs, and has no ``/metrics``. The details and
-``/metrics`` are served by the admin app on ``DOCQA_SERVER_ADMIN_PORT``: a second server in the
-same process (``services.common.serving``), reading the public app's own readiness checks and the
-process's metrics registry, reachable only where the network lets it be (in Kubernetes, a
-NetworkPolicy admits the monitoring namespace to that port alone). In development the public
-port keeps everything, as before.
+``/readyz`` on the public port says only ``ready`` (200) or ``not_ready`` (503), in every
+environment: that is all a load balancer or kubelet needs, and a body naming each dependency
+with its error and latency (hosts, ports, exception text) is a map of the internals to anyone
+who can reach the port. The details are served by the admin app on ``DOCQA_SERVER_ADMIN_PORT``:
+a second server in the same process (``services.common.serving``), reading the public app's own
+readiness checks and the process's metrics registry, reachable only where the network lets it
+be (in Kubernetes, a NetworkPolicy admits the monitoring namespace to that port alone). Each
+check also sets ``docqa_dependency_up`` (``services.common.health``), so ``/metrics`` shows which
+dependency is down. In production ``/metrics`` is on the admin port only; in development the
+public port serves it too.
 """
 
 from __future__ import annotations
@@ -40,21 +41,19 @@ def _add_metrics(router: APIRouter) -> None:
         return metrics_response()
 
 
-def public_ops_router(*, detailed: bool) -> APIRouter:
-    """``/healthz`` and ``/readyz`` for the public port; with ``detailed`` (development) the
-    readiness detail and ``/metrics`` too."""
+def public_ops_router(*, with_metrics: bool) -> APIRouter:
+    """``/healthz`` and the status-only ``/readyz`` for the public port; with ``with_metrics``
+    (development) ``/metrics`` too."""
     router = APIRouter(tags=["ops"])
     _add_healthz(router)
 
     @router.get("/readyz", summary="Every dependency this service needs is reachable")
     async def readyz(request: Request) -> JSONResponse:
-        code, body = await check_readiness(_checks(request.app))
-        if detailed:
-            return JSONResponse(body, status_code=code)
+        code, _ = await check_readiness(_checks(request.app))
         # degraded (an optional dependency down) still serves: "ready", as the status code says
         return JSONResponse({"status": "ready" if code < 500 else "not_ready"}, status_code=code)
 
-    if detailed:
+    if with_metrics:
         _add_metrics(router)
     return router
 

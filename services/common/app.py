@@ -151,8 +151,8 @@ def create_app(
             ],
         )
     app.add_middleware(RequestContextMiddleware, service=service)
-    # production keeps readiness detail and /metrics off the public port (services.common.admin)
-    app.include_router(public_ops_router(detailed=settings.environment != "production"))
+    # readiness detail lives on the admin port; production keeps /metrics there too
+    app.include_router(public_ops_router(with_metrics=settings.environment != "production"))
     for router in routers:
         app.include_router(router)
     return app

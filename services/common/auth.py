@@ -17,6 +17,10 @@ Keys come from two places:
 Every key is looked up by its keyed digest, so no comparison runs on the key itself. A stored
 key's grant is remembered in the process for :data:`GRANT_TTL_S`: a cached answer costs no
 Redis round trip for auth, and a revoked key stops working within that time.
+
+With Redis down, bootstrap keys work as ever; a stored key checked in the last
+:data:`STALE_GRANT_S` keeps its grant, any other stored key gets 503 + ``Retry-After`` (it cannot
+be checked, and an unchecked key is never let in).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ from services.common.key_store import KeyStore, key_digest
 __all__ = ["Forbidden", "KeyRing", "Scope", "Unauthorized", "bearer_token", "require_scope"]
 
 GRANT_TTL_S = 5.0
+# how long a stored key's grant, once checked, is honoured while Redis cannot be reached
+STALE_GRANT_S = 300.0
 MAX_CACHED_GRANTS = 4096
 # where require_scope leaves the request's grant for the route (``request.state``)
 GRANT_STATE = "docqa_grant"
@@ -110,11 +116,25 @@ class KeyRing:
         try:
             grant = await self.store.lookup(digest)
         except _REDIS_ERRORS as exc:
-            raise DependencyUnavailable("redis", "API keys cannot be checked") from exc
+            return self._while_redis_is_down(digest, now, exc)
         if len(self._cached) >= MAX_CACHED_GRANTS:  # a flood of made-up keys only empties it
             self._cached.clear()
         self._cached[digest] = (now + self._ttl_s, grant)
         return grant, now + self._ttl_s
+
+    def _while_redis_is_down(
+        self, digest: str, now: float, exc: BaseException
+    ) -> tuple[Grant | None, float]:
+        """A stored key checked in the last :data:`STALE_GRANT_S` keeps its grant while Redis is
+        down (revoking one is a Redis write, so none can have happened meanwhile but in the
+        last few seconds before the outage): clients in the middle of a conversation keep
+        working. A key not seen lately cannot be checked: 503 with ``Retry-After``."""
+        cached = self._cached.get(digest)
+        if cached is not None and cached[1] is not None:
+            checked_at = cached[0] - self._ttl_s
+            if now - checked_at <= STALE_GRANT_S:
+                return cached[1], now + 1.0  # asked again (of Redis) a second from now
+        raise DependencyUnavailable("redis", "API keys cannot be checked") from exc
 
     def scopes_of(self, presented: str) -> set[Scope]:
         """The scopes of a bootstrap key, or of a stored key resolved in the last few seconds

@@ -7,7 +7,6 @@ unknown routes and unexpected exceptions (a 500 is always a bug, and is logged a
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,7 +14,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from docqa_core.errors import DependencyUnavailable, DocqaError, RateLimited
+from docqa_core.errors import (
+    DependencyUnavailable,
+    DocqaError,
+    RateLimited,
+    retry_after_header,
+)
 from services.common.logging import request_id_var
 
 log = logging.getLogger(__name__)
@@ -59,7 +63,7 @@ def docqa_error_response(exc: DocqaError) -> JSONResponse:
     detail = exc.detail
     if isinstance(exc, RateLimited):
         headers.update(exc.headers)
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    headers.update(retry_after_header(exc))
     if isinstance(exc, DependencyUnavailable):
         detail = {"dependency": exc.dependency, "reason": exc.detail}
         log.warning("dependency unavailable", extra={"dependency": exc.dependency})

@@ -1,4 +1,11 @@
-"""Readiness: each dependency is checked with a deadline, and the result names which one failed."""
+"""Readiness: each dependency is checked with a deadline, and the result names which one failed.
+
+A required dependency that fails makes the service not ready (503); an optional one only
+degrades it (200, ``degraded``): the query service, for one, keeps answering without Redis
+(uncached) and without the LLM (extractive answers), so taking its pods out of the load balancer
+then would turn a degraded mode into an outage. Every check also sets ``docqa_dependency_up``,
+so a dashboard sees which dependency is down without the detailed body.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,14 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from prometheus_client import Gauge
+
+DEPENDENCY_UP = Gauge(
+    "docqa_dependency_up",
+    "1 if the dependency passed its last readiness check, else 0",
+    ["dependency", "required"],
+)
 
 CheckFn = Callable[[], Awaitable[Any]]
 
@@ -35,6 +50,7 @@ async def _run_one(dep: DependencyCheck, timeout_s: float) -> dict[str, Any]:
     }
     if error:
         result["error"] = error
+    DEPENDENCY_UP.labels(dep.name, str(dep.required).lower()).set(1 if status == "ok" else 0)
     return result
 
 

@@ -12,7 +12,7 @@ ready or not ready, and the per-dependency detail and ``/metrics`` are served on
 (``DOCQA_SERVER_ADMIN_PORT``, see ``services.common.admin``).
 
 Development (the default, what ``make up`` and the tests run) fills in the well-known dev keys
-and keeps everything on the public port.
+and also serves ``/metrics`` on the public port (``/readyz`` there is status-only everywhere).
 """
 
 from __future__ import annotations

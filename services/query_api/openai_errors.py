@@ -20,7 +20,6 @@ status        ``type``
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -37,6 +36,7 @@ from docqa_core.errors import (
     InvalidRequest,
     PayloadTooLarge,
     RateLimited,
+    retry_after_header,
 )
 
 log = logging.getLogger(__name__)
@@ -91,7 +91,7 @@ def docqa_error_response(exc: DocqaError) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, RateLimited):
         headers.update(exc.headers)
-        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    headers.update(retry_after_header(exc))
     if isinstance(exc, DependencyUnavailable):
         log.warning("dependency unavailable", extra={"dependency": exc.dependency})
     return JSONResponse(docqa_error_body(exc), status_code=_status(exc), headers=headers or None)

@@ -122,12 +122,15 @@ class QueryRuntime:
         self.answerer = self._build_answerer()
 
     def readiness_checks(self) -> tuple[DependencyCheck, ...]:
+        """Ready means Milvus answers. Without Redis questions are answered uncached, and
+        without an LLM in ``auto``/``extractive`` mode (FAQ, cache and ``/v1/retrieve`` need
+        none): both only degrade the service, reported on the admin port and in metrics."""
         checks = [
             DependencyCheck("milvus", self.clients.store.ping),
             DependencyCheck("redis", self.clients.redis.ping, required=False),
         ]
-        if isinstance(self.llm, PooledLLM):  # ready when a vLLM server serves the model
-            checks.append(DependencyCheck("llm", self.llm.pool.check_ready))
+        if isinstance(self.llm, PooledLLM):  # a vLLM server serves the model
+            checks.append(DependencyCheck("llm", self.llm.pool.check_ready, required=False))
         return tuple(checks)
 
     def retriever(self, collection: str, top_k: int, filters: Mapping[str, Any]) -> HybridRetriever:

@@ -1,5 +1,6 @@
-"""/readyz names each dependency, and flips to 503 naming the one that went away; in production the
-public port's /readyz says only ready or not ready, and the admin app has the detail; and a
+"""/readyz on the public port says only ready (200) or not ready (503), in every environment; the
+admin app names each dependency, and flips to 503 naming the one that went away. Readiness
+needs Milvus only: Redis and the LLM degrade the query service, they do not take it out. And a
 production service with no way in (no bootstrap admin key, an empty key store) does not start."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 
 from deploy import processes, stack
 from services.common.admin import build_admin_app
@@ -26,14 +28,24 @@ from tests.integration.conftest import (
 )
 
 
+async def admin_readyz(app: FastAPI) -> httpx.Response:
+    transport = httpx.ASGITransport(app=build_admin_app(app))
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as admin:
+        return await admin.get("/readyz")
+
+
 async def test_readyz_reports_every_dependency(servers: Servers) -> None:
-    async with running(build_query_app(query_settings(servers))) as client:
-        response = await client.get("/readyz")
+    app = build_query_app(query_settings(servers))
+    async with running(app) as client:
+        public = await client.get("/readyz")
+        response = await admin_readyz(app)
+    assert (public.status_code, public.json()) == (200, {"status": "ready"})
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["status"] == "ready"
     assert set(body["dependencies"]) == {"milvus", "redis", "llm"}
     assert all(dep["status"] == "ok" for dep in body["dependencies"].values())
+    assert [n for n, dep in body["dependencies"].items() if dep["required"]] == ["milvus"]
 
 
 async def test_healthz_needs_no_dependency(data_servers: Servers) -> None:
@@ -58,19 +70,23 @@ async def test_readyz_degrades_naming_redis_then_flips_to_503_naming_milvus(
             redis={"url": f"redis://127.0.0.1:{redis_port}/0"},
             milvus={"uri": milvus_uri, "timeout_s": 2},
         )
-        async with running(build_query_app(settings)) as client:
+        app = build_query_app(settings)
+        async with running(app) as client:
             assert (await client.get("/readyz")).status_code == 200
 
             # the query side answers without Redis (uncached), so Redis only degrades it
             processes.stop(redis_spec.pid_path)
-            response = await client.get("/readyz")
+            assert (await client.get("/readyz")).json() == {"status": "ready"}
+            response = await admin_readyz(app)
             assert response.status_code == 200
             assert response.json()["status"] == "degraded"
             assert response.json()["failed"] == ["redis"]
             assert response.json()["dependencies"]["redis"]["status"] == "down"
 
             processes.stop(milvus_spec.pid_path)
-            response = await client.get("/readyz")
+            public = await client.get("/readyz")
+            assert (public.status_code, public.json()) == (503, {"status": "not_ready"})
+            response = await admin_readyz(app)
             assert response.status_code == 503
             assert set(response.json()["failed"]) == {"redis", "milvus"}
     finally:

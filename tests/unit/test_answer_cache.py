@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -157,6 +157,33 @@ async def test_answer_cache_without_redis_is_a_miss_and_still_computes_once() ->
         await redis.aclose()
     assert calls == 1
     assert sorted(shared for _, shared in results) == [False, True, True, True, True]
+
+
+class DictRedis:
+    """The three Redis calls ``AnswerCache.put``/``get`` make, over a dict."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, bytes] = {}
+
+    def register_script(self, script: str) -> object:
+        return object()
+
+    async def set(self, key: str, value: bytes, ex: int) -> None:
+        self.values[key] = value
+
+    async def get(self, key: str) -> bytes | None:
+        return self.values.get(key)
+
+
+async def test_a_fallback_of_the_moment_is_not_stored() -> None:
+    """An extractive answer given because no LLM could answer (down or saturated) must not
+    outlive the outage in the cache; one that replaced a wrong generated answer may."""
+    cache = AnswerCache(cast(Redis, DictRedis()), prefix="t", ttl_s=60, lock_ttl_s=5)
+    stored = {}
+    for reason in ("llm_unavailable", "llm_saturated", "unsupported_claims"):
+        await cache.put(reason, ANSWER.model_copy(update={"fallback_reason": reason}))
+        stored[reason] = await cache.get(reason) is not None
+    assert stored == {"llm_unavailable": False, "llm_saturated": False, "unsupported_claims": True}
 
 
 class CountingEmbedder:

@@ -33,9 +33,12 @@ from docqa_core.errors import (
     RateLimited,
     UnsupportedMediaType,
 )
+from services.common.admin import build_admin_app
 from services.common.auth import Forbidden, Unauthorized
+from services.common.errors import docqa_error_response
 from services.common.health import DependencyCheck, check_readiness
 from services.common.settings import AuthSettings, QuerySettings
+from services.query_api import openai_errors
 from tests.unit._apps import create_test_app
 
 with warnings.catch_warnings():  # starlette warns that its TestClient will move to httpx2
@@ -153,7 +156,8 @@ async def refused() -> None:
 
 
 def readyz(checks: Sequence[DependencyCheck]) -> tuple[int, dict[str, Any]]:
-    with TestClient(build_app("readyz-test", checks)) as test_client:
+    """The detailed readiness: the admin app's (the public port says only ready or not)."""
+    with TestClient(build_admin_app(build_app("readyz-test", checks))) as test_client:
         response = test_client.get("/readyz")
     return response.status_code, response.json()
 
@@ -197,6 +201,22 @@ def test_readyz_failing_optional_dependency_is_degraded() -> None:
     assert body["status"] == "degraded"
     assert body["failed"] == ["llm"]
     assert body["dependencies"]["llm"]["required"] is False
+
+
+def test_public_readyz_names_no_dependency_and_metrics_say_which_is_down() -> None:
+    checks = [DependencyCheck("milvus", refused), DependencyCheck("llm", ok, required=False)]
+    with TestClient(build_app("readyz-public", checks)) as test_client:
+        response = test_client.get("/readyz")
+        metrics = test_client.get("/metrics").text
+
+    assert (response.status_code, response.json()) == (503, {"status": "not_ready"})
+    up = {
+        sample.labels["dependency"]: (sample.labels["required"], sample.value)
+        for family in text_string_to_metric_families(metrics)
+        if family.name == "docqa_dependency_up"
+        for sample in family.samples
+    }
+    assert up["milvus"] == ("true", 0.0) and up["llm"] == ("false", 1.0)
 
 
 def test_readyz_lists_required_failures_before_optional_ones() -> None:
@@ -423,6 +443,19 @@ def test_retry_after_is_never_shorter_than_the_wait(client: TestClient) -> None:
     response = client.get("/raise/rate_limited_fraction")
 
     assert int(response.headers["retry-after"]) >= 2.4
+
+
+def test_dependency_unavailable_sets_retry_after(client: TestClient) -> None:
+    response = client.get("/raise/milvus_down")
+
+    envelope(response, 503, "dependency_unavailable")
+    assert response.headers["retry-after"] == "5"  # the default: a restarted server is back
+
+
+def test_a_503_in_either_error_shape_says_when_to_retry() -> None:
+    error = DependencyUnavailable("llm", "no LLM server is healthy", retry_after_s=10.0)
+    for response in (docqa_error_response(error), openai_errors.docqa_error_response(error)):
+        assert (response.status_code, response.headers["retry-after"]) == (503, "10")
 
 
 def test_other_errors_set_no_retry_after(client: TestClient) -> None:

@@ -8,7 +8,6 @@ tests/integration/test_tenant_isolation.py).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any, cast
@@ -19,7 +18,7 @@ from redis.asyncio import Redis
 
 from docqa_core.errors import DependencyUnavailable
 from services import keys as keys_cli
-from services.common.auth import KeyRing
+from services.common.auth import STALE_GRANT_S, KeyRing
 from services.common.grants import ALL_COLLECTIONS, DEFAULT_TENANT, Scope
 from services.common.key_store import KEY_MARK, KeyStore, key_digest
 from tests.unit._key_fakes import FakeRedis
@@ -128,7 +127,26 @@ async def test_a_bootstrap_key_never_reaches_redis(store: KeyStore, redis: FakeR
     assert redis.reads == 0
 
 
-async def test_a_stored_key_is_read_once_per_ttl(store: KeyStore, redis: FakeRedis) -> None:
+class Clock:
+    """The keyring's ``time.monotonic``, moved by the test: no bet on the machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr("services.common.auth.time", clock)
+    return clock
+
+
+async def test_a_stored_key_is_read_once_per_ttl(
+    store: KeyStore, redis: FakeRedis, clock: Clock
+) -> None:
     key, record = await store.add(
         tenant="acme", scopes=frozenset({Scope.QUERY}), collections=("hr",)
     )
@@ -136,14 +154,15 @@ async def test_a_stored_key_is_read_once_per_ttl(store: KeyStore, redis: FakeRed
 
     for _ in range(50):
         assert await ring.grant_of(key) == record.grant
+        clock.now += 0.003  # 0.15 s in all: within the ttl
     assert redis.reads == 1
     assert ring.scopes_of(key) == {Scope.QUERY}  # the sync view sees the cached grant
-    await asyncio.sleep(0.25)
+    clock.now += 0.1
     assert await ring.grant_of(key) == record.grant
     assert redis.reads == 2
 
 
-async def test_a_revoked_key_stops_working_within_the_ttl(store: KeyStore) -> None:
+async def test_a_revoked_key_stops_working_within_the_ttl(store: KeyStore, clock: Clock) -> None:
     key, record = await store.add(
         tenant="acme", scopes=frozenset({Scope.QUERY}), collections=("hr",)
     )
@@ -152,8 +171,9 @@ async def test_a_revoked_key_stops_working_within_the_ttl(store: KeyStore) -> No
 
     await store.revoke(record.grant.key_id)
 
+    clock.now += 0.15
     assert await ring.grant_of(key) is not None  # still remembered, for at most the ttl
-    await asyncio.sleep(0.25)
+    clock.now += 0.1
     assert await ring.grant_of(key) is None
 
 
@@ -170,9 +190,30 @@ async def test_redis_down_is_503_for_stored_keys_only(store: KeyStore, redis: Fa
     redis.down = True
     ring = keyring(store)
 
-    with pytest.raises(DependencyUnavailable):
+    with pytest.raises(DependencyUnavailable) as refused:
         await ring.grant_of("dqk_abc_some-stored-key")
+    assert refused.value.retry_after_s >= 1  # a 503 with Retry-After
     assert await ring.grant_of(QUERY_KEY) is not None
+
+
+async def test_with_redis_down_a_stored_key_checked_lately_keeps_its_grant(
+    store: KeyStore, redis: FakeRedis, clock: Clock
+) -> None:
+    key, record = await store.add(
+        tenant="acme", scopes=frozenset({Scope.QUERY}), collections=("hr",)
+    )
+    unseen, _ = await store.add(tenant="acme", scopes=frozenset({Scope.QUERY}), collections=())
+    ring = keyring(store, ttl_s=5.0)
+    assert await ring.grant_of(key) == record.grant
+
+    redis.down = True
+    clock.now += 60  # long past the 5 s the grant is remembered for
+    assert await ring.grant_of(key) == record.grant
+    with pytest.raises(DependencyUnavailable):  # never checked: cannot be let in
+        await ring.grant_of(unseen)
+    clock.now += STALE_GRANT_S
+    with pytest.raises(DependencyUnavailable):  # checked too long ago
+        await ring.grant_of(key)
 
 
 # --------------------------------------------------------------------------- CLI

@@ -127,13 +127,14 @@ async def test_production_public_port_has_no_metrics() -> None:
     assert (await get(app, "/healthz")).json() == {"status": "ok"}
 
 
-async def test_development_public_port_keeps_detail_and_metrics() -> None:
+async def test_development_public_port_keeps_metrics_but_not_readiness_detail() -> None:
     app = app_for(settings("development"), [DependencyCheck("milvus", refused)])
 
     ready = await get(app, "/readyz")
-    assert ready.status_code == 503
-    assert ready.json()["dependencies"]["milvus"]["status"] == "down"
+    assert (ready.status_code, ready.json()) == (503, {"status": "not_ready"})
+    assert "10.1.2.3" not in ready.text
     assert (await get(app, "/metrics")).status_code == 200
+    assert (await get(build_admin_app(app), "/readyz")).json()["failed"] == ["milvus"]
 
 
 async def test_the_admin_app_serves_the_public_app_s_detail_and_metrics() -> None:

@@ -156,4 +156,7 @@ class Dispatcher:
             message = f"no healthy LLM server serves the LoRA adapter {model!r}"
         else:
             message = "no LLM server is healthy"
-        return DependencyUnavailable("llm", message, detail={"model": model})
+        # an ejected server gets its next trial after the breaker's cooldown
+        return DependencyUnavailable(
+            "llm", message, detail={"model": model}, retry_after_s=self._config.breaker.cooldown_s
+        )
