@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 
 from bench._common import RESULTS_DIR, docqa_home, table, write_results
-from bench.answer_ingest import bump_index_version, collection_name, ingest
+from bench.answer_ingest import bump_index_version, collection_name, delete_documents, ingest
 from bench.answer_sets import AnswerSet, Ask, default_set_dirs, load_answer_set, score_row
 from bench.answer_sets import summarize as summarize_rows
 
@@ -182,11 +182,11 @@ async def ask_all(
     endpoints: Endpoints,
     asks: Sequence[Ask],
     mode: str,
-    collections: tuple[str, str],
+    collection: str,
     concurrency: int,
 ) -> list[dict[str, Any]]:
-    """Every question of a set in one mode (the first alone: it tells whether the server
-    knows the mode). ``collections``: the full one and the split."""
+    """Every question of ``asks`` in one mode (the first alone: it tells whether the server
+    knows the mode)."""
     limits = httpx.Limits(max_connections=max(1, concurrency))
     async with httpx.AsyncClient(
         base_url=endpoints.query_url,
@@ -199,7 +199,7 @@ async def ask_all(
 
         async def one(ask: Ask) -> dict[str, Any]:
             async with gate:
-                row = await ask_one(client, ask, mode, collections[1 if ask.split else 0])
+                row = await ask_one(client, ask, mode, collection)
             done.append(row)
             if len(done) % 10 == 0 or len(done) == len(asks):
                 print(f"    {mode}: {len(done)}/{len(asks)} answered", flush=True)
@@ -220,37 +220,84 @@ def run_set(
     endpoints: Endpoints, answer_set: AnswerSet, args: argparse.Namespace, rows_dir: Path
 ) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
     """Ingest, ask in every mode, clean up: (metrics per mode, the set's facts, the modes'
-    answer_mode values the server reported)."""
-    full = collection_name(answer_set.name, answer_set.documents)
-    split = collection_name(answer_set.name, answer_set.split_documents, "_split")
+    answer_mode values the server reported).
+
+    One collection serves both halves, so no document is embedded twice (the long-paper set
+    took ~15 minutes per copy): it first holds the split (the held-out questions' gold
+    documents left out) for the held-out questions, then the held-out documents are added and
+    every other question is asked against the whole set."""
+    name = collection_name(answer_set.name, answer_set.documents)
+    split_ids = {d["doc_id"] for d in answer_set.split_documents}
+    held_docs = [d for d in answer_set.documents if d["doc_id"] not in split_ids]
     facts: dict[str, Any] = {
         "documents": len(answer_set.documents),
         "split_documents": len(answer_set.split_documents),
         "asked": dict(Counter(a.kind for a in answer_set.asks)),
         "held_out_qids": answer_set.held_out,
         "skipped_questions": answer_set.skipped,
-        "collections": [full, split] if answer_set.split_documents else [full],
+        "collections": [name],
     }
-    by_mode: dict[str, Any] = {}
-    echoed: list[str] = []
+    split_asks = [a for a in answer_set.asks if a.split]
+    full_asks = [a for a in answer_set.asks if not a.split]
+    rows: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes}
+    echoed_default = ""
     with httpx.Client(
         base_url=endpoints.indexing_url, headers=_headers(endpoints.admin_key), timeout=300
     ) as indexing:
         try:
-            facts["chunks"] = ingest(indexing, full, answer_set.documents)
-            bump_index_version(indexing, full)
-            if answer_set.split_documents:
-                facts["split_chunks"] = ingest(indexing, split, answer_set.split_documents)
-                bump_index_version(indexing, split)
-            for mode in args.modes:
-                by_mode[mode], modes_seen = _run_mode(
-                    endpoints, answer_set, mode, (full, split), args.concurrency, rows_dir
-                )
-                echoed += [f"{mode}:{seen}" for seen in modes_seen]
+            if split_asks:
+                # a kept collection holds the whole set from its last run
+                delete_documents(indexing, name, [d["doc_id"] for d in held_docs])
+                facts["split_chunks"] = ingest(indexing, name, answer_set.split_documents)
+                bump_index_version(indexing, name)
+                _ask_modes(endpoints, answer_set.name, split_asks, name, args, rows)
+            facts["chunks"] = facts.get("split_chunks", 0) + ingest(
+                indexing, name, held_docs if split_asks else answer_set.documents
+            )
+            bump_index_version(indexing, name)
+            _ask_modes(endpoints, answer_set.name, full_asks, name, args, rows)
+            if "default" not in args.modes and full_asks:
+                echoed_default = _server_default_mode(endpoints, full_asks[0], name)
         finally:
             if not args.keep_collections:
                 _delete_collections(indexing, facts["collections"])
+    by_mode: dict[str, Any] = {}
+    echoed: list[str] = [f"default:{echoed_default}"] if echoed_default else []
+    for mode, mode_rows in rows.items():
+        if mode_rows and mode_rows[0].get("unsupported"):
+            by_mode[mode] = mode_rows[0]["unsupported"]
+            continue
+        by_mode[mode], modes_seen = _summarize_mode(answer_set.name, mode, mode_rows, rows_dir)
+        echoed += [f"{mode}:{seen}" for seen in modes_seen]
     return by_mode, facts, echoed
+
+
+def _ask_modes(
+    endpoints: Endpoints,
+    set_name: str,
+    asks: Sequence[Ask],
+    collection: str,
+    args: argparse.Namespace,
+    rows: dict[str, list[dict[str, Any]]],
+) -> None:
+    """``asks`` in every mode still supported, appended to ``rows[mode]``; a mode the server
+    rejects is recorded as ``{"unsupported": metrics}`` and not asked again."""
+    for mode in args.modes:
+        if rows[mode] and rows[mode][0].get("unsupported"):
+            continue
+        print(f"  {set_name}: asking {len(asks)} questions, mode {mode}", flush=True)
+        try:
+            rows[mode] += asyncio.run(ask_all(endpoints, asks, mode, collection, args.concurrency))
+        except ModeUnsupported as exc:
+            print(f"  {set_name}: mode {mode} is not supported by the server: {exc}")
+            unsupported = {"supported": False, "reason": str(exc), "n": 0, "n_unanswerable": 0}
+            rows[mode] = [{"unsupported": unsupported}]
+
+
+def _server_default_mode(endpoints: Endpoints, ask: Ask, collection: str) -> str:
+    """The answer mode the server uses when a request names none (one question asked)."""
+    row = asyncio.run(ask_all(endpoints, [ask], "default", collection, 1))[0]
+    return str(row.get("answer_mode") or "")
 
 
 def _delete_collections(client: httpx.Client, names: Sequence[str]) -> None:
@@ -261,22 +308,11 @@ def _delete_collections(client: httpx.Client, names: Sequence[str]) -> None:
             print(f"  could not delete collection {name}: {exc}")
 
 
-def _run_mode(
-    endpoints: Endpoints,
-    answer_set: AnswerSet,
-    mode: str,
-    collections: tuple[str, str],
-    concurrency: int,
-    rows_dir: Path,
+def _summarize_mode(
+    set_name: str, mode: str, rows: list[dict[str, Any]], rows_dir: Path
 ) -> tuple[dict[str, Any], list[str]]:
-    print(f"  {answer_set.name}: asking {len(answer_set.asks)} questions, mode {mode}", flush=True)
-    try:
-        rows = asyncio.run(ask_all(endpoints, answer_set.asks, mode, collections, concurrency))
-    except ModeUnsupported as exc:
-        print(f"  {answer_set.name}: mode {mode} is not supported by the server: {exc}")
-        return {"supported": False, "reason": str(exc), "n": 0, "n_unanswerable": 0}, []
     rows_dir.mkdir(parents=True, exist_ok=True)
-    with (rows_dir / f"{answer_set.name}.{mode}.jsonl").open("w", encoding="utf-8") as f:
+    with (rows_dir / f"{set_name}.{mode}.jsonl").open("w", encoding="utf-8") as f:
         f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
     summary = summarize_rows(rows)
     seen = sorted({str(r["answer_mode"]) for r in rows if r.get("answer_mode")})

@@ -48,6 +48,19 @@ def bump_index_version(client: httpx.Client, collection: str) -> None:
     _raise_for_status(client.delete(f"/v1/collections/{collection}/documents/{marker['doc_id']}"))
 
 
+def delete_documents(client: httpx.Client, collection: str, doc_ids: Sequence[str]) -> int:
+    """Remove ``doc_ids`` from ``collection`` where they are (a missing collection or document
+    is not an error); returns how many were removed."""
+    removed = 0
+    for doc_id in doc_ids:
+        response = client.delete(f"/v1/collections/{collection}/documents/{doc_id}")
+        if response.status_code == 404:
+            continue
+        _raise_for_status(response)
+        removed += 1
+    return removed
+
+
 def wait_for_job(client: httpx.Client, job_id: str, timeout_s: float = 7200) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

@@ -16,7 +16,11 @@ reported on the other half, per set, next to the current default.
 
 The same is done for the second gate, the similarity floor (``ExtractiveConfig.min_similarity``):
 each row's chosen sentence is re-ranked with the service's own embedder as the engine does, and
-the floor is chosen on the dev half with the service's lexical threshold. Writes
+the floor is chosen on the dev half with the service's lexical threshold; and for the third,
+the topic-coverage floor (``ExtractiveConfig.min_coverage``: the share of the question's topic
+terms the chosen sentence's chunk holds), per question language, with the service's other two
+gates; the Korean floor may refuse at most 10% of paraphrased questions too
+(:mod:`bench.paraphrase_coverage`, when ``../shared/seeds`` is there). Writes
 ``bench/results/gate_calibration.json``.
 """
 
@@ -35,12 +39,14 @@ import numpy as np
 
 from bench._common import docqa_home, table, write_results
 from bench.answer_sets import ANSWERABLE
+from bench.paraphrase_coverage import paraphrase_coverages
 from indexing.analysis import analyze_many
 from query_engine.extractive import ExtractiveConfig, SourceText, extract_answer, rank_sentences
 
 THRESHOLDS = [round(0.05 * i, 2) for i in range(0, 31)]
 MAX_REFUSAL = 0.10  # the issue's target for refusals of answerable questions
 SIMILARITY_FLOORS = [0.0] + [round(0.75 + 0.01 * i, 2) for i in range(0, 16)]
+COVERAGE_FLOORS = [round(0.05 * i, 2) for i in range(0, 21)]
 NO_SCORE = float("-inf")
 
 
@@ -88,13 +94,14 @@ async def add_similarities(rows: list[dict[str, Any]]) -> None:
         ]
         top = rank_sentences(row["question"], sources, analyze_many)[: config.rerank_top]
         if not top:
-            row["similarity"] = NO_SCORE
+            row["similarity"] = row["coverage"] = NO_SCORE
             continue
         query = np.asarray(await embedder.embed_query(row["question"]), dtype=np.float32)
         passages = np.asarray(await embedder.embed_passages([e.sentence for e in top]), np.float32)
         sims = [float(x) for x in passages @ query.reshape(-1)]
         best = max(range(len(top)), key=lambda i: top[i].score + config.dense_weight * sims[i])
         row["similarity"] = sims[best]
+        row["coverage"] = top[best].coverage
     await embedder.aclose()
 
 
@@ -103,13 +110,22 @@ def is_dev(qid: str) -> bool:
 
 
 def rates(
-    rows: Sequence[dict[str, Any]], threshold: float, min_similarity: float = NO_SCORE
+    rows: Sequence[dict[str, Any]],
+    threshold: float,
+    min_similarity: float = NO_SCORE,
+    min_coverage: float | dict[str, float] = NO_SCORE,
 ) -> dict[str, float]:
+    """Refusals and answers to unanswerable questions of ``rows`` under the three gates;
+    ``min_coverage`` may be a floor per row ``language``."""
     answerable = [r for r in rows if r["kind"] == ANSWERABLE]
     unanswerable = [r for r in rows if r["kind"] != ANSWERABLE]
 
     def answers(r: dict[str, Any]) -> bool:
-        return bool(r["score"] >= threshold and r.get("similarity", 1.0) >= min_similarity)
+        return bool(
+            r["score"] >= threshold
+            and r.get("similarity", 1.0) >= min_similarity
+            and r.get("coverage", 1.0) >= _floor(min_coverage, r)
+        )
 
     refused = sum(1 for r in answerable if not answers(r))
     answered = sum(1 for r in unanswerable if answers(r))
@@ -121,6 +137,16 @@ def rates(
         "n": len(answerable),
         "n_unanswerable": len(unanswerable),
     }
+
+
+def _floor(floor: float | dict[str, float], row: dict[str, Any]) -> float:
+    if isinstance(floor, dict):
+        return floor.get(_language(row), NO_SCORE)
+    return floor
+
+
+def _language(row: dict[str, Any]) -> str:
+    return "ko" if row.get("language") == "ko" else "other"
 
 
 def choose(dev: Sequence[dict[str, Any]]) -> tuple[float, list[dict[str, Any]]]:
@@ -149,6 +175,64 @@ def choose_similarity(
     return float(best["min_similarity"]), curve
 
 
+def choose_coverage(
+    dev: Sequence[dict[str, Any]],
+    threshold: float,
+    min_similarity: float,
+    paraphrased: Sequence[float] = (),
+) -> tuple[float, list[dict[str, Any]]]:
+    """The topic-coverage floor, chosen as the similarity floor is (fewest answers to
+    unanswerable questions with at most :data:`MAX_REFUSAL` refusals), with the other two
+    gates at the service's values; a floor must also refuse at most :data:`MAX_REFUSAL` of
+    the ``paraphrased`` questions (their gold passages' coverages,
+    :mod:`bench.paraphrase_coverage`)."""
+    curve = []
+    for floor in COVERAGE_FLOORS:
+        point = {"min_coverage": floor, **rates(dev, threshold, min_similarity, floor)}
+        if paraphrased:
+            point["refusal_paraphrased"] = sum(c < floor for c in paraphrased) / len(paraphrased)
+        curve.append(point)
+    allowed = [
+        p
+        for p in curve
+        if p["refusal_rate_answerable"] <= MAX_REFUSAL
+        and p.get("refusal_paraphrased", 0.0) <= MAX_REFUSAL
+    ] or curve[:1]
+    best = min(allowed, key=lambda p: (p["hallucination_rate_unanswerable"], p["min_coverage"]))
+    return float(best["min_coverage"]), curve
+
+
+def coverage_gate(dev: list[dict[str, Any]], report: list[dict[str, Any]]) -> dict[str, Any]:
+    """The topic-coverage floor per question language (``ko`` and ``other``), each chosen on
+    that language's dev rows with the service's lexical threshold and similarity floor."""
+    config = ExtractiveConfig()
+    current = {"ko": config.min_coverage_korean, "other": config.min_coverage_other}
+    chosen: dict[str, float] = {}
+    curves: dict[str, Any] = {}
+    for language in ("ko", "other"):
+        rows = [r for r in dev if _language(r) == language]
+        if not rows:
+            continue
+        paraphrased = paraphrase_coverages() if language == "ko" else []
+        chosen[language], curves[language] = choose_coverage(
+            rows, config.min_score, config.min_similarity, paraphrased
+        )
+        print(f"\ncoverage floor, {language} questions, chosen on the dev half: "
+              f"{chosen[language]} (current {current[language]})")  # fmt: skip
+        curve = curves[language]
+        print(table(["floor", "refusal (answerable)", "hallucination (unanswerable)",
+                     "refusal (paraphrased)"],
+                    [[p["min_coverage"], p["refusal_rate_answerable"],
+                      p["hallucination_rate_unanswerable"], p.get("refusal_paraphrased", "")]
+                     for p in curve]))  # fmt: skip
+    gates = (
+        (config.min_score, config.min_similarity, chosen),
+        (config.min_score, config.min_similarity, current),
+    )
+    return {"chosen_min_coverage": chosen, "current_min_coverage": current,
+            "dev_curve": curves, "report": per_set(report, *gates)}  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("answers_dir", nargs="?", type=Path, default=None)
@@ -160,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = [r for r in rows if not is_dev(r["qid"])]
     results = {"answers_dir": str(answers_dir), **lexical_gate(dev, report)}
     results["similarity_gate"] = similarity_gate(dev, report)
+    results["coverage_gate"] = coverage_gate(dev, report)
     print(f"\nwrote {write_results('gate_calibration', results)}")
     return 0
 
@@ -191,7 +276,7 @@ def similarity_gate(dev: list[dict[str, Any]], report: list[dict[str, Any]]) -> 
 
 
 def per_set(
-    report: list[dict[str, Any]], chosen: tuple[float, float], current: tuple[float, float]
+    report: list[dict[str, Any]], chosen: tuple[Any, ...], current: tuple[Any, ...]
 ) -> dict[str, Any]:
     by_set: dict[str, Any] = {}
     for set_name in sorted({r["set"] for r in report}):

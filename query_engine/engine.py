@@ -153,7 +153,7 @@ class DocqaQueryEngine(CustomQueryEngine):
         config = self.config.extractive
         top = ranked[: config.rerank_top] if ranked and ranked[0].score >= config.min_score else []
         similarities = await self._similarities(prepared.question, [e.sentence for e in top])
-        found = choose(ranked, similarities, config)
+        found = choose(ranked, similarities, config, prepared.question)
         found = with_list_items(found, sources) if found is not None else None
         prepared.timings_ms["extract"] = (time.perf_counter() - started) * 1000
         return self.finish(prepared, extractive_text(found) if found else "", mode="extractive")

@@ -166,3 +166,44 @@ def test_a_sentence_that_introduces_a_list_is_quoted_with_its_items() -> None:
 def test_the_list_an_answer_needs_is_in_the_extracted_answer() -> None:
     found = extract_answer("서울 출장 시 숙박비 상한은 1박에 얼마인가요?", [LODGING], analyze_many)
     assert found is not None and "10만 원" in found.sentence
+
+
+DOMESTIC_PER_DIEM = SourceText(
+    1, "국내 출장자에게는 출장 1일당 25,000원의 일비를 지급한다.", "출장비 규정\n제2조(일비)"
+)
+REMOTE_WORK = SourceText(
+    2,
+    "회사는 재택근무자에게 모니터 1대를 대여하고, 월 3만 원의 통신비를 지급한다.",
+    "재택근무 규정\n제5조(장비 지원)",
+)
+
+
+@pytest.mark.parametrize(
+    ("question", "coverage"),
+    [
+        ("국내 출장 일비는 얼마인가요?", 1.0),  # every topic term in the chunk
+        # Kiwi reads the question's 일비 as 일 + 비, one-syllable morphemes that do not count:
+        # of 해외 and 출장, 해외 is not in the chunk, which is another article's amount
+        ("해외 출장 일비는 얼마인가요?", 1 / 2),
+    ],
+)
+def test_topic_coverage_is_the_share_of_question_terms_the_chunk_holds(
+    question: str, coverage: float
+) -> None:
+    from query_engine.extractive import rank_sentences
+
+    ranked = rank_sentences(question, [DOMESTIC_PER_DIEM], analyze_many)
+    assert ranked and ranked[0].coverage == pytest.approx(coverage)
+
+
+def test_the_coverage_floor_refuses_an_amount_of_another_topic() -> None:
+    from query_engine.extractive import ExtractiveConfig
+
+    question = "재택근무자에게 지급되는 점심 식대는 얼마인가요?"  # 통신비 is in the chunk, 식대 not
+    assert extract_answer(question, [REMOTE_WORK], analyze_many) is not None  # no floor: answered
+    gated = ExtractiveConfig(min_coverage_korean=0.7)
+    assert extract_answer(question, [REMOTE_WORK], analyze_many, gated) is None
+    answerable = "재택근무자에게 지급되는 통신비는 얼마인가요?"
+    assert extract_answer(answerable, [REMOTE_WORK], analyze_many, gated) is not None
+    english_only = ExtractiveConfig(min_coverage_other=0.7)  # the Korean question's floor is 0
+    assert extract_answer(question, [REMOTE_WORK], analyze_many, english_only) is not None

@@ -66,3 +66,43 @@ def test_the_service_refuses_a_sentence_under_the_similarity_floor() -> None:
     found = choose_sentence(ranked, [0.80, 0.95], gated)
     assert found is not None and found.n == 2  # the re-ranked best, over the floor
     assert choose_sentence(ranked, (), gated) is not None  # no embedder: lexical gate only
+
+
+def test_the_coverage_floor_is_chosen_with_the_other_gates_fixed() -> None:
+    from bench.gate_calibration import choose_coverage
+
+    rows = [
+        {"kind": "answerable", "score": 0.9, "similarity": 0.9, "coverage": 1.0, "qid": "a"},
+        {"kind": "answerable", "score": 0.6, "similarity": 0.9, "coverage": 0.67, "qid": "b"},
+        {"kind": "held_out", "score": 0.7, "similarity": 0.9, "coverage": 0.33, "qid": "c"},
+        {"kind": "no_answer", "score": 0.5, "similarity": 0.9, "coverage": 0.5, "qid": "d"},
+        # under the similarity floor: refused whatever its coverage
+        {"kind": "no_answer", "score": 0.5, "similarity": 0.7, "coverage": 1.0, "qid": "e"},
+    ]
+    floor, curve = choose_coverage(rows, 0.35, 0.8)
+    assert floor == pytest.approx(0.55)  # the lowest floor over 0.5 and under 0.67
+    at = rates(rows, 0.35, 0.8, floor)
+    assert (at["refusal_rate_answerable"], at["hallucination_rate_unanswerable"]) == (0.0, 0.0)
+    assert curve[0]["hallucination_rate_unanswerable"] == pytest.approx(2 / 3)
+    # a floor per language applies to each row by its language
+    korean = [{**r, "language": "ko"} for r in rows[:3]] + rows[3:]
+    per_language = rates(korean, 0.35, 0.8, {"ko": 0.55, "other": 0.0})
+    assert per_language["hallucination_rate_unanswerable"] == pytest.approx(1 / 3)  # d, at 0.5
+
+
+def test_a_floor_that_refuses_paraphrased_questions_is_not_chosen() -> None:
+    from bench.gate_calibration import choose_coverage
+
+    rows = [
+        {"kind": "answerable", "score": 0.9, "similarity": 0.9, "coverage": 1.0, "qid": "a"},
+        {"kind": "held_out", "score": 0.7, "similarity": 0.9, "coverage": 0.32, "qid": "c"},
+        {"kind": "held_out", "score": 0.7, "similarity": 0.9, "coverage": 0.6, "qid": "d"},
+    ]
+    literal, _ = choose_coverage(rows, 0.35, 0.8)
+    assert literal == pytest.approx(0.65)  # the literal set alone would take 0.65
+    # paraphrased questions whose gold passages hold 0.3 to 0.7 of their terms: at most 10% of
+    # them may fall under the floor
+    paraphrased = [0.3, 0.4, 0.5, 0.5, 0.6, 0.6, 0.6, 0.7, 0.7, 0.7]
+    floor, curve = choose_coverage(rows, 0.35, 0.8, paraphrased)
+    assert floor == pytest.approx(0.35)  # refuses c and one paraphrased question; d answered
+    assert next(p for p in curve if p["min_coverage"] == 0.65)["refusal_paraphrased"] == 0.7
