@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from docqa_core.errors import DocqaError, InvalidRequest, JobNotFound
+from indexing.ingest_metrics import timed
 from indexing.job_keys import redis_text
 from indexing.job_leases import JobLeases
 from indexing.loaders.isolated import ParseLimits, PendingUpload, parse_upload
@@ -307,12 +308,15 @@ class JobWorker:
         one that cannot be parsed fails that document only."""
         parsed: list[SourceDocument] = []
         failures: list[DocumentOutcome] = []
+        metrics = self._pipeline.metrics
         for upload in uploads:
             try:
-                parsed.extend(await self._parse(upload))
+                with timed(metrics, "parse"):
+                    parsed.extend(await self._parse(upload))
             except InvalidRequest as exc:
                 failure = DocumentOutcome(upload.doc_id, "failed", error=exc.message)
                 failures.append(failure)
+                metrics.count_document("failed", failed_at="parse")
                 await self._jobs.record(job_id, failure)
         return parsed, failures
 

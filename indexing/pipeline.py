@@ -35,6 +35,7 @@ from indexing.document_catalog import document_summary as document_summary  # re
 from indexing.embedding import Embedder
 from indexing.generations import GenerationLog
 from indexing.index_version import bump_version
+from indexing.ingest_metrics import IngestionMetrics, NoMetrics, Stage, timed
 from indexing.source_documents import MAX_METADATA_BYTES as MAX_METADATA_BYTES  # re-exported
 from indexing.source_documents import (
     SourceDocument,
@@ -110,6 +111,7 @@ class IngestionPipeline:
         redis: Redis,
         config: PipelineConfig,
         commit_hook: CommitHook | None = None,
+        metrics: IngestionMetrics | None = None,
     ) -> None:
         self._store = store
         self._embedder = embedder
@@ -121,6 +123,8 @@ class IngestionPipeline:
         )
         self._unflushed_rows: dict[str, int] = {}  # per collection, across calls
         self.commit_hook = commit_hook  # a seam for tests that look inside a replacement
+        # public: whoever parses files for this pipeline (job worker, batch) reports there too
+        self.metrics: IngestionMetrics = metrics or NoMetrics()
 
     async def ingest(
         self,
@@ -167,7 +171,9 @@ class IngestionPipeline:
         ):
             # a document repeated in the input is planned against what its first copy wrote
             await in_flight.admit([d.doc_id for d in group])
-            await out.put(await self._plan(collection, group))
+            with timed(self.metrics, "plan"):
+                planned = await self._plan(collection, group)
+            await out.put(planned)
         await out.put(None)
 
     async def _plan(self, collection: str, documents: Sequence[SourceDocument]) -> _Group:
@@ -224,7 +230,8 @@ class IngestionPipeline:
     ) -> None:
         while (group := await source.get()) is not None:
             planned = group.planned
-            vectors = await self._embed([c.text for p in planned for c in p.chunks])
+            with timed(self.metrics, "embed"):
+                vectors = await self._embed([c.text for p in planned for c in p.chunks])
             start = 0
             for item in planned:
                 item.vectors = vectors[start : start + len(item.chunks)]
@@ -252,12 +259,30 @@ class IngestionPipeline:
         in_flight: _InFlight,
     ) -> None:
         while (group := await source.get()) is not None:
-            settled = await self._commit(collection, group)
+            with timed(self.metrics, "write"):
+                settled = await self._commit(collection, group)
             await in_flight.release([o.doc_id for o in settled])
+            self._count(group, settled)
             for outcome in settled:
                 outcomes.append(outcome)
                 if on_document is not None:
                     await on_document(outcome)
+
+    def _count(self, group: _Group, settled: list[DocumentOutcome]) -> None:
+        planned = {p.document.doc_id: p for p in group.planned}
+        for outcome in settled:
+            item = planned.get(outcome.doc_id)
+            failed_at: Stage | None = None
+            if outcome.outcome == "failed":
+                # planned, then not written (Milvus refused its rows), or refused when planned
+                failed_at = "write" if item is not None else "plan"
+            written = outcome.outcome == "indexed" and item is not None
+            self.metrics.count_document(
+                outcome.outcome,
+                chunks=outcome.chunks if written else 0,
+                text_bytes=len(item.document.text.encode()) if written and item else 0,
+                failed_at=failed_at,
+            )
 
     async def _commit(self, collection: str, group: _Group) -> list[DocumentOutcome]:
         """New chunks → generation switch → old chunks deleted → version bump."""

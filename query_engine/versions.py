@@ -51,8 +51,10 @@ class VersionWatcher:
         max_age_s: float = 1.0,
         max_keys: int = 10_000,
         reconnect_delay_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,  # injected so tests drive max_age_s
     ) -> None:
         self._redis = redis
+        self._clock = clock
         self._channel = versions_channel(prefix)
         self._max_age_s = max_age_s
         self._max_keys = max_keys
@@ -76,7 +78,7 @@ class VersionWatcher:
         if copy is None:
             return None
         version, learned_at = copy
-        if time.monotonic() - learned_at > self._max_age_s:
+        if self._clock() - learned_at > self._max_age_s:
             del self._copies[key]
             return None
         return version
@@ -92,7 +94,7 @@ class VersionWatcher:
             return  # bumped while we read: what we read may be the old value
         if len(self._copies) >= self._max_keys and token.key not in self._copies:
             self._copies.clear()  # rare (that many collections): start over rather than track age
-        self._copies[token.key] = (version, time.monotonic())
+        self._copies[token.key] = (version, self._clock())
 
     async def read_through(self, key: str, read: Callable[[], Awaitable[int]]) -> int:
         """The trusted copy of ``key``, or ``read()`` from Redis, kept if nothing raced it."""

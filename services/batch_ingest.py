@@ -2,8 +2,14 @@
 
 It runs the same pipeline as the indexing service, in-process, so a large corpus does not travel
 through HTTP. Unchanged documents are skipped before embedding, so an interrupted run (Ctrl-C, a
-killed pod) is resumed by running the same command again. ``--shard I/N`` keeps the documents
-whose id hashes to I modulo N: N pods of an Indexed Job cover the corpus with no overlap and no gap.
+killed pod) is resumed by running the same command again.
+
+``--shard I/N``: every shard lists the corpus (cheap) and reads and parses only the files whose
+path under the root hashes to I modulo N, so N pods of an Indexed Job cover the corpus with no
+overlap and no gap, and each parses 1/N of it (parsing PDFs is the costly part of reading). When
+PATH is one file (a JSONL, say), its records are shared out by document id instead: every shard
+then reads that file. A file that cannot be read or parsed fails as one document, listed in the
+summary; the shard goes on with its other files.
 """
 
 from __future__ import annotations
@@ -14,7 +20,6 @@ import json
 import mimetypes
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from docqa_core.errors import DocqaError
 from indexing import schema
+from indexing.ingest_metrics import IngestionMetrics, Stage, timed
 from indexing.loaders import ParseLimits, load_upload_isolated
 from indexing.pipeline import DocumentOutcome, IngestionPipeline, SourceDocument
 from services.common.clients import (
@@ -31,6 +37,7 @@ from services.common.clients import (
     parse_limits,
     warm_up_models,
 )
+from services.common.metrics import PrometheusIngestionMetrics
 from services.common.settings import IndexingSettings
 
 SUPPORTED_SUFFIXES = {
@@ -69,19 +76,27 @@ class Shard:
             raise ValueError(f"--shard I/N needs 0 <= I < N; got {text!r}")
         return shard
 
-    def owns(self, doc_id: str) -> bool:
-        """Deterministic across machines and runs (unlike Python's salted ``hash``)."""
-        digest = hashlib.sha256(doc_id.encode()).digest()
+    def owns(self, key: str) -> bool:
+        """``key``: a file's path under the root, or a document id when the corpus is one file.
+        Deterministic across machines and runs (unlike Python's salted ``hash``)."""
+        digest = hashlib.sha256(key.encode()).digest()
         return int.from_bytes(digest[:8], "big") % self.count == self.index
 
 
 @dataclass
 class Summary:
+    """The result of one run (one shard): what ``--json`` prints."""
+
     indexed: int = 0
     unchanged: int = 0
     failed: int = 0
-    skipped_other_shards: int = 0
+    files: int = 0  # files this shard read
+    skipped_other_shards: int = 0  # files left to other shards (documents, when PATH is a file)
     chunks: int = 0
+    bytes: int = 0  # UTF-8 bytes of the text of indexed documents
+    # seconds per stage, summed; plan, embed and write overlap, so they add up to more than
+    # the wall time, and the stage that stands out is the bottleneck
+    stage_seconds: dict[str, float] = field(default_factory=dict)
     errors: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
     seconds: float = 0.0
@@ -108,25 +123,52 @@ def discover(path: Path) -> list[Path]:
     )
 
 
-def documents_in(
-    path: Path, root: Path, summary: Summary, limits: ParseLimits | None = None
-) -> Iterator[SourceDocument]:
-    """Documents of one file; a file that cannot be read counts as one failed document. PDF,
-    DOCX, HWPX and HTML are parsed in a child process under ``limits`` (blocking: run it in a
-    thread)."""
-    relative = path.relative_to(root).as_posix() if path != root else path.name
+class SummaryMetrics:
+    """Ingestion metrics into the summary (bytes, stage seconds) and on to ``forward``
+    (Prometheus: a run's counters are in its process's registry, like the indexing service's)."""
+
+    def __init__(self, summary: Summary, forward: IngestionMetrics) -> None:
+        self._summary = summary
+        self._forward = forward
+
+    def count_document(
+        self, outcome: str, *, chunks: int = 0, text_bytes: int = 0, failed_at: Stage | None = None
+    ) -> None:
+        self._summary.bytes += text_bytes
+        self._forward.count_document(
+            outcome, chunks=chunks, text_bytes=text_bytes, failed_at=failed_at
+        )
+
+    def observe_stage(self, stage: Stage, seconds: float) -> None:
+        totals = self._summary.stage_seconds
+        totals[stage] = totals.get(stage, 0.0) + seconds
+        self._forward.observe_stage(stage, seconds)
+
+
+def relative_name(path: Path, root: Path) -> str:
+    """A file's id: its path under the root (so nested same-name files differ)."""
+    return path.relative_to(root).as_posix() if path != root else path.name
+
+
+def read_file(
+    path: Path, root: Path, limits: ParseLimits, metrics: IngestionMetrics
+) -> list[SourceDocument] | DocumentOutcome:
+    """The documents of one file, or the failed outcome of a file that cannot be read or parsed
+    (one failed document: nothing else fails with it). PDF, DOCX, HWPX and HTML are parsed in a
+    child process under ``limits`` (blocking: run it in a thread)."""
+    relative = relative_name(path, root)
     content_type = mimetypes.guess_type(path.name)[0] or ""
     try:
-        data = path.read_bytes()
-        documents = load_upload_isolated(relative, content_type, data, limits or ParseLimits())
-    except (DocqaError, OSError) as exc:
-        message = exc.message if isinstance(exc, DocqaError) else str(exc)
-        summary.add(DocumentOutcome(relative, "failed", error=message))
-        return
-    for document in documents:
-        single = len(documents) == 1 and path.suffix.lower() not in {".json", ".jsonl"}
+        with timed(metrics, "parse"):
+            data = path.read_bytes()
+            documents = load_upload_isolated(relative, content_type, data, limits)
+    except (DocqaError, OSError, ValueError) as exc:  # ValueError: e.g. a UnicodeDecodeError
+        message = exc.message if isinstance(exc, DocqaError) else f"{type(exc).__name__}: {exc}"
+        return DocumentOutcome(relative, "failed", error=message)
+    if len(documents) == 1 and path.suffix.lower() not in {".json", ".jsonl"}:
         # files are identified by their path under the root, so nested same-name files differ
-        yield SourceDocument(**{**document.__dict__, "doc_id": relative}) if single else document
+        return [SourceDocument(**{**documents[0].__dict__, "doc_id": relative})]
+    return documents
 
 
 async def ingest_path(
@@ -140,18 +182,24 @@ async def ingest_path(
     schema.validate_collection_name(collection)
     console = console or Console(stderr=True)
     files = await asyncio.to_thread(discover, path)
-    root = path if await asyncio.to_thread(path.is_dir) else path.parent
+    one_file = not await asyncio.to_thread(path.is_dir)
+    root = path.parent if one_file else path
     summary = Summary()
+    # a directory is shared out by file; one file (a JSONL of many records) by document id
+    mine = files if one_file else [f for f in files if shard.owns(relative_name(f, root))]
+    summary.skipped_other_shards = len(files) - len(mine)
     stop = _install_interrupt_handler(summary, console)
     started = time.perf_counter()
     clients = build_data_clients(settings, can_create=True)
-    pipeline = build_pipeline(clients, settings)
+    metrics = SummaryMetrics(summary, PrometheusIngestionMetrics())
+    pipeline = build_pipeline(clients, settings, metrics=metrics)
     try:
         await warm_up_models(clients.embedder)
         with _progress(console) as progress:
-            bar = _Bar(progress, summary, started, len(files))
-            reading = _Reading(root, shard, parse_limits(settings.limits))
-            await _ingest_files(files, reading, collection, pipeline, summary, bar, stop)
+            bar = _Bar(progress, summary, started, len(mine))
+            document_shard = shard if one_file else Shard()
+            reading = _Reading(root, document_shard, parse_limits(settings.limits), metrics)
+            await _ingest_files(mine, reading, collection, pipeline, summary, bar, stop)
         if summary.indexed:
             await clients.store.flush(collection)
     finally:
@@ -190,11 +238,13 @@ class _Bar:
 
 @dataclass(frozen=True)
 class _Reading:
-    """How files are read: their root (doc ids are paths under it), the shard, parse limits."""
+    """How files are read: their root (doc ids are paths under it), which of their documents
+    are this shard's (all, unless the corpus is one file), parse limits, and the metrics."""
 
     root: Path
-    shard: Shard
+    document_shard: Shard
     limits: ParseLimits
+    metrics: IngestionMetrics
 
 
 async def _ingest_files(
@@ -218,6 +268,7 @@ async def _ingest_files(
         if stop.is_set():
             return
         failed_before = summary.failed
+        summary.files += 1
         mine = await asyncio.to_thread(_documents_of_shard, file, reading, summary)
         bar.read(number, len(mine) + summary.failed - failed_before)
         for document in mine:
@@ -236,9 +287,15 @@ def _batch_is_full(batch: list[SourceDocument]) -> bool:
 
 
 def _documents_of_shard(file: Path, reading: _Reading, summary: Summary) -> list[SourceDocument]:
+    read = read_file(file, reading.root, reading.limits, reading.metrics)
+    if isinstance(read, DocumentOutcome):  # the file failed: reported by the shard it falls to
+        if reading.document_shard.owns(read.doc_id):
+            reading.metrics.count_document("failed", failed_at="parse")
+            summary.add(read)
+        return []
     mine = []
-    for document in documents_in(file, reading.root, summary, reading.limits):
-        if reading.shard.owns(document.doc_id):
+    for document in read:
+        if reading.document_shard.owns(document.doc_id):
             mine.append(document)
         else:
             summary.skipped_other_shards += 1
@@ -278,8 +335,8 @@ def _install_interrupt_handler(summary: Summary, console: Console) -> asyncio.Ev
 
 def print_summary(summary: Summary, console: Console) -> None:
     console.print(
-        f"indexed {summary.indexed}, unchanged {summary.unchanged}, failed {summary.failed}, "
-        f"other shards {summary.skipped_other_shards}; "
+        f"{summary.files} files: indexed {summary.indexed}, unchanged {summary.unchanged}, "
+        f"failed {summary.failed}; left to other shards {summary.skipped_other_shards}; "
         f"{summary.chunks} chunks in {summary.seconds:.1f}s"
         + (" (interrupted)" if summary.interrupted else "")
     )
@@ -295,8 +352,11 @@ def summary_json(summary: Summary) -> str:
             "indexed": summary.indexed,
             "unchanged": summary.unchanged,
             "failed": summary.failed,
+            "files": summary.files,
             "skipped_other_shards": summary.skipped_other_shards,
             "chunks": summary.chunks,
+            "bytes": summary.bytes,
+            "stage_seconds": {k: round(v, 3) for k, v in sorted(summary.stage_seconds.items())},
             "seconds": round(summary.seconds, 2),
             "interrupted": summary.interrupted,
             "errors": [{"doc_id": d, "error": e} for d, e in summary.errors],

@@ -41,6 +41,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return serving.run(app, settings, host=host, port=port)
 
 
+EXIT_DOCUMENTS_FAILED = 3  # 1 is an error, 2 argparse's usage error
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
@@ -65,7 +68,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(summary_json(summary))
     if summary.interrupted:
         return 130
-    return 1 if summary.failed else 0
+    # the shard ran to its end: failed documents (listed) are not a failed run, so a Job can
+    # tell them from a shard that could not run (1) and retry only the latter
+    return EXIT_DOCUMENTS_FAILED if summary.failed else 0
 
 
 def cmd_setup(_: argparse.Namespace) -> int:
@@ -97,12 +102,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(json.dumps(answer, ensure_ascii=False, indent=2))
     console.print(
         "\n[bold]docqa is up[/bold]\n"
+        f"  web page:     {env['DOCQA_QUERY_URL']}/ui/ (key: DOCQA_ADMIN_KEY in the file below)\n"
         f"  query API:    {env['DOCQA_QUERY_URL']}/docs\n"
         f"  indexing API: {env['DOCQA_INDEXING_URL']}/docs\n"
         f"  keys and URLs: {paths.env_file}\n\n"
         "Ask a question:\n"
         f"  {stack.curl_example(paths)}\n\n"
-        f"  web page:     {env['DOCQA_QUERY_URL']}/ui/ (key: DOCQA_ADMIN_KEY in the file below)\n"
         "Stop everything: make down"
     )
     return 0
@@ -164,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ingest.add_argument("path", help="directory (walked recursively) or file")
     ingest.add_argument("--collection", required=True, help="knowledge base to write into")
-    ingest.add_argument("--shard", default="0/1", help="I/N: take the I-th of N shards (by doc id)")
+    ingest.add_argument("--shard", default="0/1", help="I/N: the I-th of N shards (by file)")
     ingest.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     ingest.set_defaults(func=cmd_ingest)
     up = commands.add_parser("up", help="start the local stack, ingest the samples, ask a question")

@@ -21,6 +21,7 @@ from services.common.errors import error_response, install_error_handlers
 from services.common.limits import BodyLimitMiddleware
 from services.common.logging import configure_logging, request_id_var
 from services.common.metrics import count_request
+from services.common.openapi_errors import declare_error_responses
 from services.common.settings import CommonSettings
 
 log = logging.getLogger("docqa.access")
@@ -155,4 +156,5 @@ def create_app(
     app.include_router(public_ops_router(with_metrics=settings.environment != "production"))
     for router in routers:
         app.include_router(router)
+    declare_error_responses(app)
     return app

@@ -15,9 +15,11 @@ from redis.asyncio import Redis
 
 from indexing.analysis import warm_up as warm_up_analyzer
 from indexing.embedding import Embedder, EmbedderConfig, build_embedder
+from indexing.ingest_metrics import IngestionMetrics
 from indexing.loaders import ParseLimits
 from indexing.pipeline import IngestionPipeline, PipelineConfig
 from indexing.store import ChunkStore
+from services.common.metrics import PrometheusIngestionMetrics
 from services.common.settings import (
     CommonSettings,
     EmbedderSettings,
@@ -126,11 +128,15 @@ def build_data_clients(settings: CommonSettings, *, can_create: bool = False) ->
     )
 
 
-def build_pipeline(clients: DataClients, settings: IndexingSettings) -> IngestionPipeline:
+def build_pipeline(
+    clients: DataClients, settings: IndexingSettings, *, metrics: IngestionMetrics | None = None
+) -> IngestionPipeline:
+    """``metrics``: where ingestion counts go (default: this process's Prometheus registry)."""
     return IngestionPipeline(
         store=clients.store,
         embedder=clients.embedder,
         redis=clients.redis,
+        metrics=metrics or PrometheusIngestionMetrics(),
         config=PipelineConfig(
             chunk_max_tokens=settings.chunk_max_tokens,
             embed_batch_size=settings.embedder.batch_size,

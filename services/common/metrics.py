@@ -7,6 +7,8 @@ from typing import Any
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from starlette.responses import Response
 
+from indexing.ingest_metrics import Stage
+
 HTTP_REQUESTS = Counter(
     "docqa_http_requests_total", "HTTP requests served", ["service", "method", "route", "status"]
 )
@@ -26,6 +28,37 @@ INGESTED_DOCUMENTS = Counter(
     "docqa_ingested_documents_total", "Documents processed by ingestion", ["outcome"]
 )
 INGESTED_CHUNKS = Counter("docqa_ingested_chunks_total", "Chunks written to Milvus")
+INGESTED_BYTES = Counter(
+    "docqa_ingested_bytes_total", "UTF-8 bytes of document text written (indexed documents)"
+)
+INGEST_FAILURES = Counter(
+    "docqa_ingest_failures_total",
+    "Documents that failed, by the stage that failed them (parse, plan, write)",
+    ["stage"],
+)
+INGEST_STAGE_SECONDS = Histogram(
+    "docqa_ingest_stage_seconds",
+    "Time of each ingestion stage: parse (one file), plan, embed, write (one group of documents)",
+    ["stage"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
+)
+
+
+class PrometheusIngestionMetrics:
+    """``indexing.ingest_metrics.IngestionMetrics`` on this process's Prometheus registry."""
+
+    def count_document(
+        self, outcome: str, *, chunks: int = 0, text_bytes: int = 0, failed_at: Stage | None = None
+    ) -> None:
+        INGESTED_DOCUMENTS.labels(outcome).inc()
+        if outcome == "indexed":
+            INGESTED_CHUNKS.inc(chunks)
+            INGESTED_BYTES.inc(text_bytes)
+        elif outcome == "failed":
+            INGEST_FAILURES.labels(failed_at or "plan").inc()
+
+    def observe_stage(self, stage: Stage, seconds: float) -> None:
+        INGEST_STAGE_SECONDS.labels(stage).observe(seconds)
 
 
 _request_children: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}

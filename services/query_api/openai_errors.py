@@ -27,6 +27,7 @@ from fastapi import Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from docqa_core.errors import (
@@ -38,6 +39,7 @@ from docqa_core.errors import (
     RateLimited,
     retry_after_header,
 )
+from services.common.openapi_errors import COMPONENTS, ENVELOPE_REF, ERROR_STATUSES
 
 log = logging.getLogger(__name__)
 
@@ -127,8 +129,33 @@ def _message(err: Any) -> str:
     return str(err.get("msg", "")).removeprefix("Value error, ")
 
 
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIError(BaseModel):
+    """``{"error": {"message", "type", "param", "code"}}``"""
+
+    error: OpenAIErrorDetail
+
+
 class OpenAIRoute(APIRoute):
     """A route whose errors leave in OpenAI's shape (see the module docstring)."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        # declared in the OpenAPI schema in that shape (services.common.openapi_errors), but
+        # for what the body limit refuses before the route: a 422 (json_too_deep) in docqa's
+        # envelope, and a 413 in either (the route's own names the parameter)
+        either = {"anyOf": [{"$ref": f"{COMPONENTS}/OpenAIError"}, {"$ref": ENVELOPE_REF}]}
+        responses: dict[int | str, dict[str, Any]] = {
+            status: {"model": OpenAIError} for status in ERROR_STATUSES if status not in (413, 422)
+        }
+        responses[413] = {"content": {"application/json": {"schema": either}}}
+        kwargs["responses"] = {**responses, **(kwargs.get("responses") or {})}
+        super().__init__(path, endpoint, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()

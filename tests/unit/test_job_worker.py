@@ -145,9 +145,9 @@ async def test_lease_is_kept_until_the_last_job_in_hand_ends() -> None:
     await asyncio.wait_for(pipeline.started.wait(), 5)
     worker.stop()
     renewed_at_stop = len(store.renewals)
-    await asyncio.sleep(0.3)
+    # renewals go on after stop() while the job is in hand: another replica must not take it
+    await until(lambda: len(store.renewals) >= renewed_at_stop + 3, timeout_s=60)
     assert not task.done()
-    assert len(store.renewals) > renewed_at_stop  # another replica must not take the job over
     pipeline.release.set()
     await asyncio.wait_for(task, 5)
     assert store.finished["j1"] == ("succeeded", None)
@@ -197,17 +197,21 @@ def test_worker_ids_are_unique_per_worker() -> None:
 class HungClaimStore(FakeJobStore):
     """A queue whose claim never returns: a BLMOVE on a connection that went silent."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.claiming = asyncio.Event()
+
     async def claim(self, worker_id: str, wait_s: int) -> str | None:
+        self.claiming.set()
         await asyncio.Event().wait()
         return None
 
 
 async def test_stop_returns_even_when_a_claim_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("indexing.jobs.CLAIM_GRACE_S", 0.05)
-    worker = JobWorker(
-        HungClaimStore(), FakePipeline(), lease_ttl_s=0.3, retry_delay_s=0.01, worker_id="w1"
-    )
+    store = HungClaimStore()
+    worker = JobWorker(store, FakePipeline(), lease_ttl_s=0.3, retry_delay_s=0.01, worker_id="w1")
     task = asyncio.create_task(worker.run())
-    await asyncio.sleep(0.1)  # the claim is waiting
+    await asyncio.wait_for(store.claiming.wait(), 60)  # the claim is waiting
     worker.stop()
     await asyncio.wait_for(task, 5)  # hung forever before the claim had a deadline
