@@ -644,6 +644,22 @@ def test_ingestion_runs_as_indexed_jobs_over_shards() -> None:
         assert pod_template(obj)["spec"]["restartPolicy"] == "Never", where
 
 
+def test_a_shard_whose_documents_failed_is_not_retried() -> None:
+    """`docqa ingest` exits 3 when it ran to its end but some documents failed: a retry would
+    fail them again, so the index fails at once; other failures (1: Milvus down) are retried."""
+    for where, obj in _ingestion_jobs():
+        spec = _job_spec(obj)
+        assert spec["backoffLimitPerIndex"] >= 1, where
+        rules = spec["podFailurePolicy"]["rules"]
+        assert [r["action"] for r in rules] == ["FailIndex"], where
+        codes = rules[0]["onExitCodes"]
+        assert (codes["containerName"], codes["operator"], codes["values"]) == (
+            "ingest",
+            "In",
+            [cli.EXIT_DOCUMENTS_FAILED],
+        ), where
+
+
 def test_one_off_job_matches_the_cronjob_template() -> None:
     cron = pod_template(find(objects("overlays/dev"), "CronJob", "docqa-resync"))
     job = pod_template(find(objects("jobs/ingest"), "Job", "docqa-ingest"))
