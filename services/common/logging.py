@@ -52,5 +52,9 @@ def configure_logging(level: str, *, json_logs: bool) -> None:
     root.setLevel(level.upper())
     # uvicorn's own access log duplicates ours, which carries the request id
     logging.getLogger("uvicorn.access").disabled = True
-    for noisy in ("httpx", "httpcore", "pymilvus"):
+    for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # pymilvus logs every failed call with its traceback at ERROR (~30,000 lines in a few seconds
+    # of a Milvus outage under load); each failure reaches our code as an exception that becomes
+    # a 503 with its own "dependency unavailable" line
+    logging.getLogger("pymilvus").setLevel(max(logging.CRITICAL, root.level))
