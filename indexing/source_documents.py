@@ -10,6 +10,7 @@ from typing import Any
 from docqa_core.errors import InvalidRequest
 from indexing import schema
 from indexing.chunking import Chunk, ChunkKind
+from indexing.validity import EFFECTIVE_FROM, EFFECTIVE_TO, document_validity
 
 MAX_METADATA_BYTES = 32 * 1024  # chunk metadata is a Milvus JSON field (64 KiB per row)
 
@@ -35,6 +36,7 @@ def validate_document(document: SourceDocument) -> None:
         raise InvalidRequest(
             f"the document's metadata is {encoded} bytes as JSON; the limit is {MAX_METADATA_BYTES}"
         )
+    document_validity(document.metadata, document.text)  # bad dates fail here, not mid-write
 
 
 def hash_inputs(document: SourceDocument) -> dict[str, Any]:
@@ -56,4 +58,10 @@ def chunk_metadata(document: SourceDocument, chunk: Chunk) -> dict[str, Any]:
         "char_start": chunk.char_start,
         "char_end": chunk.char_end,
     }
-    return {**document.metadata, **reserved}
+    # dates normalized to ISO (or read from the text); a null date is left out, not stored
+    stored = {
+        k: v
+        for k, v in document.metadata.items()
+        if not (k in (EFFECTIVE_FROM, EFFECTIVE_TO) and v is None)
+    }
+    return {**stored, **document_validity(document.metadata, document.text), **reserved}

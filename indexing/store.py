@@ -222,6 +222,21 @@ class ChunkStore:
         )
         return sorted(rows, key=lambda row: str(row[schema.CHUNK_ID]))
 
+    async def query_first_chunks(
+        self, collection: str, expr: str, *, limit: int
+    ) -> list[dict[str, Any]]:
+        """``doc_id`` and ``metadata`` of the first chunk of each document matching ``expr``
+        (a document being replaced may show twice, once per generation)."""
+        name = await self.require(collection)
+        rows: list[dict[str, Any]] = await self._call(
+            self._client.query,
+            name,
+            filter=f"{schema.CHUNK_INDEX} == 0 and ({expr})",
+            output_fields=[schema.DOC_ID, schema.METADATA],
+            limit=limit,
+        )
+        return rows
+
     async def search_dense(
         self, collection: str, vector: Sequence[float], *, limit: int, expr: str = ""
     ) -> list[Hit]:

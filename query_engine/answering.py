@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Protocol
 
 import httpx
@@ -49,6 +50,7 @@ class AnswerRequest:
     history: Sequence[Turn] = ()  # earlier turns sent by the client (OpenAI-style requests)
     answer_mode: AnswerMode | None = None  # None: the server's default
     generation: GenerationOptions = SERVER_DEFAULTS  # the request's own (OpenAI route)
+    as_of: date | None = None  # versions of dated documents in force then (None: today)
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,8 @@ class Answerer:
             max_tokens=generation.max_tokens,
             temperature=generation.temperature,
             stop=generation.stop,
+            # today's answer may differ from yesterday's when a new version took effect at midnight
+            as_of=(request.as_of or date.today()).isoformat(),
         )
 
     def _llm_for(self, request: AnswerRequest) -> LLM:

@@ -70,6 +70,7 @@ class AnswerKeyParts:
     max_tokens: int | None = None
     temperature: float | None = None
     stop: tuple[str, ...] = ()
+    as_of: str = ""  # the date whose document versions answered (see query_engine.dated_versions)
 
     def digest(self) -> str:
         payload = {
@@ -87,6 +88,8 @@ class AnswerKeyParts:
         generation = self._generation()
         if generation:
             payload["generation"] = generation
+        if self.as_of:
+            payload["as_of"] = self.as_of
         encoded = orjson.dumps(payload, default=str, option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(encoded).hexdigest()[:32]
 

@@ -13,8 +13,9 @@ import json
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal
 
 from llama_index.core.base.base_retriever import BaseRetriever
@@ -26,6 +27,18 @@ from indexing.analysis import analyze
 from indexing.embedding import Embedder
 from indexing.generations import CurrentGenerationFilter
 from indexing.store import ChunkStore, Hit, quote
+from query_engine.dated_versions import (
+    drop_documents,
+    validity_expression,
+    versions_in_force,
+    without_documents,
+)
+from query_engine.section_refs import (
+    ArticleRef,
+    article_references,
+    names_clause,
+    section_expression,
+)
 
 _METADATA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 FilterValue = str | int | float | bool
@@ -50,6 +63,8 @@ class RetrievalConfig:
     dense_weight: float = 0.4
     sparse_weight: float = 0.6
     min_dense_score: float = 0.81
+    # "제8조 제2항" in a question puts that article's chunks first (see query_engine.section_refs)
+    section_refs: bool = True
 
 
 @dataclass
@@ -62,9 +77,15 @@ class RetrievalTrace:
     dense_hits: int = 0
     sparse_hits: int = 0
     relevant: bool = False
+    as_of: str = ""  # the date whose versions were searched
+    superseded: int = 0  # versions left out: another of their group is in force at as_of
+    pinned: int = 0  # chunks of articles the question names, put first
 
 
 class HybridRetriever(BaseRetriever):
+    """Dense + BM25 over one collection, fused; only document versions in force at ``as_of``
+    (default: today) are searched, and articles the question names come first."""
+
     def __init__(
         self,
         *,
@@ -74,6 +95,7 @@ class HybridRetriever(BaseRetriever):
         config: RetrievalConfig,
         filters: Mapping[str, Any] | None = None,
         generations: CurrentGenerationFilter | None = None,
+        as_of: date | None = None,
     ) -> None:
         super().__init__()
         self._generations = generations  # None: no Redis at hand, every hit is kept
@@ -82,6 +104,7 @@ class HybridRetriever(BaseRetriever):
         self._collection = collection
         self._config = config
         self._expr = filter_expression(filters or {})
+        self._as_of = as_of
         self.trace = RetrievalTrace()
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
@@ -90,42 +113,101 @@ class HybridRetriever(BaseRetriever):
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         question = query_bundle.query_str
         await self._store.require(self._collection)
+        as_of = self._as_of or date.today()
+        expr = _all_of(self._expr, validity_expression(as_of))
         started = time.perf_counter()
+        # Kiwi's analysis is CPU work growing with the question (a condensed follow-up holds the
+        # previous question too): in a thread, so the event loop keeps serving other requests.
         # BM25 needs no vector: it runs in Milvus while the embedder works in its thread, which
         # hides one of the two searches (milvus-lite runs searches one at a time)
-        sparse_search = asyncio.ensure_future(self._search_sparse(question))
+        terms = asyncio.ensure_future(asyncio.to_thread(analyze, question))
+        sparse_search = asyncio.ensure_future(self._search_sparse(terms, expr))
         try:
-            vector = await self._embedder.embed_query(question)
+            vector = (await self._embedder.embed_query(question)).tolist()
             embedded = time.perf_counter()
-            dense = await self._store.search_dense(
-                self._collection, vector.tolist(), limit=self._config.candidates, expr=self._expr
-            )
+            dense = await self._search_dense(vector, expr)
             sparse = await sparse_search
         finally:
-            if not sparse_search.done():
-                sparse_search.cancel()  # the embedder or the dense search failed
-            elif not sparse_search.cancelled():
-                sparse_search.exception()  # seen: no "never retrieved" warning if we failed first
-        if self._generations is not None:  # a document being replaced shows one generation
-            dense, sparse = await self._generations.keep_current(self._collection, dense, sparse)
+            _settle(sparse_search, terms)
+        dense, sparse = await self._current(dense, sparse)
+        superseded = await versions_in_force(self._store, self._collection, (dense, sparse), as_of)
+        if superseded:  # search again without them, so they take no candidate slots
+            expr = _all_of(expr, without_documents(superseded))
+            dense, sparse = await self._current(*await self._search_both(vector, terms, expr))
+            # groups first seen now: dropped rather than searched for a third time
+            late = await versions_in_force(self._store, self._collection, (dense, sparse), as_of)
+            dense, sparse = drop_documents(dense, late), drop_documents(sparse, late)
+        refs = article_references(question) if self._config.section_refs else []
+        pinned = await self._pinned(refs, vector, terms, expr)
         self.trace = RetrievalTrace(
             embed_ms=(embedded - started) * 1000,
             search_ms=(time.perf_counter() - embedded) * 1000,
             best_dense_score=dense[0].score if dense else None,
             dense_hits=len(dense),
             sparse_hits=len(sparse),
+            as_of=as_of.isoformat(),
+            superseded=len(superseded),
+            pinned=len(pinned),
         )
         self.trace.relevant = bool(dense) and dense[0].score >= self._config.min_dense_score
         fused = fuse(dense, sparse, self._config)
+        if pinned:
+            ids = {n.node.node_id for n in pinned}
+            fused = [*pinned, *(n for n in fused if n.node.node_id not in ids)]
         return fused[: self._config.top_k]
 
-    async def _search_sparse(self, question: str) -> list[Hit]:
-        # Kiwi's analysis is CPU work growing with the question (a condensed follow-up holds the
-        # previous question too): in a thread, so the event loop keeps serving other requests
-        terms = await asyncio.to_thread(analyze, question)
-        return await self._store.search_sparse(
-            self._collection, terms, limit=self._config.candidates, expr=self._expr
+    async def _pinned(
+        self, refs: list[ArticleRef], vector: list[float], terms: Awaitable[str], expr: str
+    ) -> list[NodeWithScore]:
+        """The chunks of the articles ``refs`` name, best first, those of a named 항 before
+        the rest of their article (see ``query_engine.section_refs``)."""
+        if not refs:
+            return []
+        filtered = _all_of(expr, section_expression(refs))
+        dense, sparse = await self._current(*await self._search_both(vector, terms, filtered))
+        ranked = fuse(dense, sparse, self._config)
+        return sorted(ranked, key=lambda n: not names_clause(_section(n), refs))  # stable
+
+    async def _current(self, dense: list[Hit], sparse: list[Hit]) -> tuple[list[Hit], list[Hit]]:
+        if self._generations is None:
+            return dense, sparse
+        # a document being replaced shows one generation
+        kept = await self._generations.keep_current(self._collection, dense, sparse)
+        return kept[0], kept[1]
+
+    async def _search_both(
+        self, vector: list[float], terms: Awaitable[str], expr: str
+    ) -> tuple[list[Hit], list[Hit]]:
+        sparse = await self._search_sparse(terms, expr)
+        return await self._search_dense(vector, expr), sparse
+
+    async def _search_dense(self, vector: list[float], expr: str) -> list[Hit]:
+        return await self._store.search_dense(
+            self._collection, vector, limit=self._config.candidates, expr=expr
         )
+
+    async def _search_sparse(self, terms: Awaitable[str], expr: str) -> list[Hit]:
+        return await self._store.search_sparse(
+            self._collection, await terms, limit=self._config.candidates, expr=expr
+        )
+
+
+def _settle(*futures: asyncio.Future[Any]) -> None:
+    """Cancel what is still running (the embedder or the dense search failed); mark what
+    failed as seen, so no "exception never retrieved" warning follows our own error."""
+    for future in futures:
+        if not future.done():
+            future.cancel()
+        elif not future.cancelled():
+            future.exception()
+
+
+def _all_of(*expressions: str) -> str:
+    return " and ".join(f"({e})" for e in expressions if e)
+
+
+def _section(node: NodeWithScore) -> str:
+    return str(node.node.metadata.get("section") or "")
 
 
 def fuse(

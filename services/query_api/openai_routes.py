@@ -91,6 +91,7 @@ async def chat_completions(body: ChatCompletionIn, request: Request, runtime: Ru
         history=history,
         answer_mode=body.answer_mode,
         generation=generation,
+        as_of=body.as_of,
     )
     # looked up here, not inside answer/stream: the usage estimate needs the conversation
     found = await runtime.answerer.lookup(asked)

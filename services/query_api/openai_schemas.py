@@ -13,6 +13,7 @@ functions, logprobs, a ``response_format`` other than text. Other OpenAI paramet
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator
@@ -79,6 +80,7 @@ class ChatCompletionIn(BaseModel):
     filters: dict[str, Any] = Field(default_factory=dict)
     session_id: str | None = Field(None, max_length=128)
     answer_mode: AnswerMode | None = Field(None, description="as in POST /v1/query")
+    as_of: date | None = Field(None, description="as in POST /v1/query")
 
     @field_validator("stop")
     @classmethod

@@ -7,6 +7,7 @@ same way whichever door it came through.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import date
 from typing import Any
 
 from starlette.requests import Request
@@ -69,6 +70,7 @@ def answer_request(body: QueryIn, request: Request, settings: QuerySettings) -> 
         filters=body.filters,
         session_id=body.session_id,
         answer_mode=body.answer_mode,
+        as_of=body.as_of,
     )
 
 
@@ -84,6 +86,7 @@ def build_answer_request(
     history: Sequence[Turn] = (),
     answer_mode: AnswerMode | None = None,
     generation: GenerationOptions = SERVER_DEFAULTS,
+    as_of: date | None = None,
 ) -> AnswerRequest:
     return AnswerRequest(
         collection=collection,
@@ -95,4 +98,5 @@ def build_answer_request(
         history=tuple(history),
         answer_mode=answer_mode,
         generation=generation,
+        as_of=as_of,
     )

@@ -15,6 +15,7 @@ import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from llama_index.core.llms import LLM
@@ -133,7 +134,14 @@ class QueryRuntime:
             checks.append(DependencyCheck("llm", self.llm.pool.check_ready, required=False))
         return tuple(checks)
 
-    def retriever(self, collection: str, top_k: int, filters: Mapping[str, Any]) -> HybridRetriever:
+    def retriever(
+        self,
+        collection: str,
+        top_k: int,
+        filters: Mapping[str, Any],
+        *,
+        as_of: date | None = None,
+    ) -> HybridRetriever:
         return HybridRetriever(
             store=self.clients.store,
             embedder=self.embedder,
@@ -141,12 +149,15 @@ class QueryRuntime:
             config=retrieval_config(self.settings, top_k),
             filters=filters,
             generations=self.generations,
+            as_of=as_of,
         )
 
     def _engine_for(self, request: AnswerRequest, llm: LLM) -> DocqaQueryEngine:
         settings = self.settings
         return DocqaQueryEngine(
-            retriever=self.retriever(request.collection, request.top_k, request.filters),
+            retriever=self.retriever(
+                request.collection, request.top_k, request.filters, as_of=request.as_of
+            ),
             llm=llm,
             embedder=self.embedder,
             config=EngineConfig(

@@ -6,6 +6,7 @@ Responses are the engine's own typed answer (``query_engine.answer``): the route
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
@@ -34,6 +35,11 @@ class QueryIn(BaseModel):
         description="generative (the LLM writes it), extractive (the source sentence that "
         "answers, no LLM) or auto (generative, extractive when that fails its checks or the LLM "
         "is unavailable); default from the server's DOCQA_ANSWER_MODE",
+    )
+    as_of: date | None = Field(
+        None,
+        description="search the versions of dated documents in force on this date (YYYY-MM-DD; "
+        "default: today); see effective_from / effective_to / version_of in the README",
     )
 
     @field_validator("question")
