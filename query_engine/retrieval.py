@@ -316,7 +316,11 @@ def filter_expression(filters: Mapping[str, Any]) -> str:
             raise InvalidRequest(f"filter key {key!r} is not a valid metadata key")
         field_ref = f'{schema.METADATA}["{key}"]'
         if isinstance(value, list):
-            clauses.append(f"{field_ref} in {_literal_list(value, key)}")
+            # an `or` of equalities: milvus-lite rejects `in` on a JSON field ("left side of
+            # 'in' must be a field reference"), and a request must not become a 500
+            _literal_list(value, key)  # validates: 1 to MAX_FILTER_VALUES literals
+            equalities = " or ".join(f"{field_ref} == {_literal(v, key)}" for v in value)
+            clauses.append(f"({equalities})")
         else:
             clauses.append(f"{field_ref} == {_literal(value, key)}")
     return " and ".join(clauses)

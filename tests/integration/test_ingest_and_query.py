@@ -131,6 +131,29 @@ async def test_filters_restrict_retrieval_to_matching_documents(
     assert {c["doc_id"] for c in response.json()["citations"]} == {"library-rules"}
 
 
+async def test_a_list_of_metadata_values_selects_any_of_them(
+    indexing_client: httpx.AsyncClient, query_client: httpx.AsyncClient, collection: str
+) -> None:
+    teams = [
+        {"doc_id": f"d{i}", "title": "", "text": f"Team {name} brews at {i} o'clock.",
+         "metadata": {"team": name}}
+        for i, name in enumerate(("red", "blue", "green"), start=1)
+    ]  # fmt: skip
+    await ingest(indexing_client, collection, teams)
+    response = await query_client.post(
+        "/v1/retrieve",
+        json={
+            "collection": collection,
+            "question": "when does the team brew",
+            "top_k": 10,
+            "filters": {"team": ["red", "green"]},
+        },
+        headers=QUERY_AUTH,
+    )
+    assert response.status_code == 200, response.text  # was a 500 from milvus-lite
+    assert {c["doc_id"] for c in response.json()["citations"]} == {"d1", "d3"}
+
+
 async def test_korean_keyword_search_matches_inflected_forms_and_headings(
     indexing_client: httpx.AsyncClient, query_client: httpx.AsyncClient, collection: str
 ) -> None:

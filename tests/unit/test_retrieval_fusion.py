@@ -300,13 +300,16 @@ def test_metadata_equality(value: Any, literal: str) -> None:
 
 
 def test_list_value_is_membership() -> None:
+    # milvus-lite rejects `in` on a JSON field: an `or` of equalities
     assert filter_expression({"source": ["a.txt", "b.md"]}) == (
-        'metadata["source"] in ["a.txt", "b.md"]'
+        '(metadata["source"] == "a.txt" or metadata["source"] == "b.md")'
     )
 
 
 def test_mixed_list_values_are_each_quoted_by_type() -> None:
-    assert filter_expression({"tag": ["x", 1, True]}) == 'metadata["tag"] in ["x", 1, true]'
+    assert filter_expression({"tag": ["x", 1, True]}) == (
+        '(metadata["tag"] == "x" or metadata["tag"] == 1 or metadata["tag"] == true)'
+    )
 
 
 def test_filters_are_joined_with_and_in_order() -> None:
