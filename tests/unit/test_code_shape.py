@@ -47,3 +47,12 @@ def test_the_length_check_sees_methods_and_async_functions(tmp_path: Path) -> No
     source = tmp_path / "m.py"
     source.write_text(f"class C:\n    async def f(self):\n{body}\n")
     assert long_functions(source, tmp_path) == [f"m.py:2 f ({MAX_FUNCTION_LINES + 1} lines)"]
+
+
+def test_test_modules_have_distinct_names() -> None:
+    """tests/ has no packages, so pytest imports each test module by its basename: two files of
+    one name in unit/ and integration/ stop the whole run at collection."""
+    names: dict[str, list[str]] = {}
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(ROOT)))
+    assert {name: paths for name, paths in names.items() if len(paths) > 1} == {}
