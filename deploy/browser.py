@@ -8,11 +8,9 @@ renders as boxes in the test's screenshots.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from pathlib import Path
 
-from deploy.stack import Log, ensure_debian_tool
+from deploy.stack import Log, apt_install, ensure_debian_tool
 
 CHROMIUM = "/usr/bin/chromium"
 KOREAN_FONT_PACKAGE = "fonts-nanum"
@@ -34,16 +32,5 @@ def ensure_chromium(log: Log = print) -> str:
     """The path of Debian's chromium, with it and a Korean font installed by apt if missing."""
     path = ensure_debian_tool("chromium", "chromium", log)
     if not KOREAN_FONT_DIR.is_dir():
-        _apt_install(KOREAN_FONT_PACKAGE, log)
+        apt_install(KOREAN_FONT_PACKAGE, log)
     return path
-
-
-def _apt_install(package: str, log: Log) -> None:
-    if os.geteuid() != 0:
-        raise RuntimeError(f"{package} is missing: run `sudo apt-get install -y {package}`")
-    log(f"installing {package} with apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", package], check=True, env=env, stdout=subprocess.DEVNULL
-    )
