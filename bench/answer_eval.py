@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import sys
 import time
@@ -41,8 +40,9 @@ from typing import Any
 
 import httpx
 
-from bench._common import RESULTS_DIR, docqa_home, table, write_results
+from bench._common import RESULTS_DIR, docqa_home, write_results
 from bench.answer_ingest import bump_index_version, collection_name, delete_documents, ingest
+from bench.answer_report import default_mode, plot, print_table, summarize_rows_dir
 from bench.answer_sets import AnswerSet, Ask, default_set_dirs, load_answer_set, score_row
 from bench.answer_sets import summarize as summarize_rows
 
@@ -51,13 +51,6 @@ KNOWN_MODES = (*MODES, "default")
 QUICK_LIMIT = 50
 QUERY_TIMEOUT_S = 600.0
 BUSY_RETRIES = 5
-TABLE_METRICS = (
-    "em", "f1", "containment", "citation_accuracy", "grounded_rate", "refusal_rate_answerable",
-    "hallucination_rate_unanswerable", "latency_p50_ms", "latency_p95_ms",
-)  # fmt: skip
-TABLE_HEADER = (
-    "set|mode|n|n unans|EM|F1|contain|cite acc|grounded|refuse ans|halluc unans|p50 ms|p95 ms"
-)
 
 
 @dataclass(frozen=True)
@@ -322,57 +315,6 @@ def _summarize_mode(
     return summary, seen
 
 
-# --------------------------------------------------------------------------- report
-
-
-def default_mode(echoed: Sequence[str]) -> str:
-    """The server's default: the ``answer_mode`` its responses name when asked with none."""
-    seen = Counter(e.split(":", 1)[1] for e in echoed if e.startswith("default:"))
-    return seen.most_common(1)[0][0] if seen else "unknown"
-
-
-def print_table(sets: dict[str, dict[str, Any]]) -> None:
-    rows: list[list[Any]] = []
-    for set_name, by_mode in sets.items():
-        for mode, m in by_mode.items():
-            if m.get("supported", True) is False:
-                rows.append([set_name, mode, "unsupported", *["-"] * (len(TABLE_METRICS) + 1)])
-                continue
-            values = [math.nan if m.get(k) is None else m[k] for k in TABLE_METRICS]
-            rows.append([set_name, mode, m["n"], m["n_unanswerable"], *values])
-    header = TABLE_HEADER.split("|")
-    print()
-    print(table(header, rows))
-
-
-def plot(sets: dict[str, dict[str, Any]], path: Path) -> Path | None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print("matplotlib is not installed in this environment: no plot")
-        return None
-    shown = ("em", "f1", "containment", "citation_accuracy", "hallucination_rate_unanswerable")
-    fig, axes = plt.subplots(1, len(sets), figsize=(5 * len(sets), 4), squeeze=False)
-    for ax, (set_name, by_mode) in zip(axes[0], sets.items(), strict=True):
-        modes = {k: v for k, v in by_mode.items() if v.get("supported", True) is not False}
-        width = 0.8 / max(1, len(modes))
-        for i, (mode, m) in enumerate(modes.items()):
-            heights = [math.nan if m.get(k) is None else m[k] for k in shown]
-            ax.bar([x + i * width for x in range(len(shown))], heights, width, label=mode)
-        ax.set_xticks([x + 0.4 - width / 2 for x in range(len(shown))])
-        ax.set_xticklabels(["EM", "F1", "contain", "cite", "halluc"])
-        ax.set_ylim(0, 1)
-        ax.set_title(set_name)
-        ax.legend(fontsize="small")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -414,6 +356,13 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
         help="do not delete the eval collections afterwards",
     )
     parser.add_argument("--work-dir", type=Path, default=docqa_home() / "eval")
+    parser.add_argument(
+        "--from-rows",
+        type=Path,
+        default=None,
+        help="no questions asked: summarize the answers a run left in DIR (also one that was "
+        "interrupted: the sets and modes it finished)",
+    )
     return parser
 
 
@@ -427,6 +376,8 @@ def _modes(value: str) -> list[str]:
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = build_parser(prog).parse_args(argv)
+    if args.from_rows is not None:
+        return summarize_rows_dir(args.from_rows)
     limit = QUICK_LIMIT if args.quick and not args.limit else args.limit
     sets = [load_answer_set(d, limit) for d in args.sets or default_set_dirs(args.work_dir)]
     endpoints = resolve_endpoints(args)
