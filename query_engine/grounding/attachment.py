@@ -100,10 +100,10 @@ def misattached_numbers(
     if not numbers:
         return []
     source_clauses = [c for s in sources for c in _source_clauses(s)]
-    prepared = _prepare_sentence(sentence)
+    answer_clauses = clauses(_prepare_sentence(sentence))
     flagged = []
     for claim in numbers:
-        clause = next((c for c in clauses(prepared) if claim.text in c), "")
+        clause = next((c for c in answer_clauses if claim.text in c), "")
         context = features(clause.replace(claim.text, " ")) - features(claim.text)
         # the clause's other numbers: its words may be about them ("the fee is $1,200 at 3.5%")
         others = {c.normalized for c in numbers if c is not claim and c.text in clause}

@@ -168,10 +168,6 @@ def _pool_numbers(sentence: str, indexed: Mapping[int, _SourceFacts]) -> list[in
     return [n for n in sorted(cited) if n in indexed]
 
 
-def _source_pool(sentence: str, indexed: Mapping[int, _SourceFacts]) -> list[_SourceFacts]:
-    return [indexed[n] for n in _pool_numbers(sentence, indexed)]
-
-
 def check_grounding(answer: str, sources: Mapping[int, str]) -> GroundingResult:
     """Check every claim of ``answer`` against the sources its sentence cites.
 
@@ -187,7 +183,8 @@ def check_grounding(answer: str, sources: Mapping[int, str]) -> GroundingResult:
         claims = extract_claims(sentence)
         if not claims:
             continue
-        pool = _source_pool(sentence, indexed)
+        pool_numbers = _pool_numbers(sentence, indexed)
+        pool = [indexed[n] for n in pool_numbers]
         for claim in claims:
             verdict = _verdict(claim, pool)
             if verdict is None:
@@ -195,10 +192,9 @@ def check_grounding(answer: str, sources: Mapping[int, str]) -> GroundingResult:
             checked += 1
             if not verdict:
                 unsupported.append(UnsupportedClaim(index, sentence, claim.text, claim.kind))
-        cited_texts = [sources[n] for n in _pool_numbers(sentence, indexed)]
         unsupported += [
             UnsupportedClaim(index, sentence, claim.text, claim.kind, MISATTACHED)
-            for claim in misattached_numbers(sentence, claims, cited_texts)
+            for claim in misattached_numbers(sentence, claims, [sources[n] for n in pool_numbers])
             if not any(u.sentence_index == index and u.claim == claim.text for u in unsupported)
         ]
     return GroundingResult(
