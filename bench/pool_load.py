@@ -10,7 +10,7 @@ import random
 import statistics
 import time
 from collections import Counter
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -144,19 +144,33 @@ async def open_loop(
     *,
     during: Callable[[], Coroutine[Any, Any, None]] | None = None,
 ) -> LoadResult:
-    pool = LLMPool(pool_config(policy), StaticDiscovery(urls))
-    await pool.start()
-    result = LoadResult()
-    tasks: list[asyncio.Task[None]] = []
-    side = asyncio.create_task(during()) if during else None
-    started = time.perf_counter()
-    try:
+    async def send_on_schedule(pool: LLMPool, result: LoadResult, started: float) -> None:
+        tasks: list[asyncio.Task[None]] = []
         for job in jobs:
             delay = started + job.at_s - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one_request(pool, job, policy, result)))
         await asyncio.gather(*tasks)
+
+    return await _drive(urls, policy, send_on_schedule, during)
+
+
+async def _drive(
+    urls: Sequence[str],
+    policy: PolicyName,
+    load: Callable[[LLMPool, LoadResult, float], Awaitable[None]],
+    during: Callable[[], Coroutine[Any, Any, None]] | None,
+) -> LoadResult:
+    """A pool over ``urls`` running ``load`` (given the pool, the result to fill and its start
+    time) with ``during`` beside it; the result with its duration and requests per endpoint."""
+    pool = LLMPool(pool_config(policy), StaticDiscovery(urls))
+    await pool.start()
+    result = LoadResult()
+    side = asyncio.create_task(during()) if during else None
+    started = time.perf_counter()
+    try:
+        await load(pool, result, started)
         result.seconds = time.perf_counter() - started
         if side is not None:
             await side
@@ -166,9 +180,6 @@ async def open_loop(
         result.per_endpoint = Counter({s.url: s.requests for s in pool.snapshot()})
         await pool.aclose()
     return result
-
-
-# ---------------------------------------------------------------------------- overhead
 
 
 async def overhead(url: str, rounds: int) -> dict[str, float]:
@@ -246,24 +257,12 @@ async def closed_loop(
     queue: asyncio.Queue[Job] = asyncio.Queue()
     for job in jobs:
         queue.put_nowait(job)
-    pool = LLMPool(pool_config(policy), StaticDiscovery(urls))
-    await pool.start()
-    result = LoadResult()
 
-    async def worker() -> None:
-        while not queue.empty():
-            await one_request(pool, queue.get_nowait(), policy, result)
+    async def workers_until_empty(pool: LLMPool, result: LoadResult, _: float) -> None:
+        async def worker() -> None:
+            while not queue.empty():
+                await one_request(pool, queue.get_nowait(), policy, result)
 
-    side = asyncio.create_task(during()) if during else None
-    started = time.perf_counter()
-    try:
         await asyncio.gather(*(worker() for _ in range(workers)))
-        result.seconds = time.perf_counter() - started
-        if side is not None:
-            await side
-    finally:
-        if side is not None:
-            side.cancel()
-        result.per_endpoint = Counter({s.url: s.requests for s in pool.snapshot()})
-        await pool.aclose()
-    return result
+
+    return await _drive(urls, policy, workers_until_empty, during)
