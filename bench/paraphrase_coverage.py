@@ -16,7 +16,7 @@ from pathlib import Path
 
 from bench._common import REPO_ROOT, SHARED_DIR
 from indexing.analysis import analyze_many
-from query_engine.extractive import _QUESTION_TERMS, fold_accents, topic_coverage
+from query_engine.extractive import QUESTION_TERMS, fold_accents, topic_coverage
 
 QUESTIONS = REPO_ROOT / "bench" / "data" / "ko_seeds_questions.jsonl"
 WINDOW_CHARS = 700  # each side of the answer key: about one 480-token chunk of Korean text
@@ -37,6 +37,6 @@ def paraphrase_coverages(seeds_dir: Path = SHARED_DIR / "seeds") -> list[float]:
             continue
         window = text[max(0, at - WINDOW_CHARS) : at + WINDOW_CHARS]
         terms = analyze_many([fold_accents(question["question"]), window])
-        asked = set(terms[0].split()) - _QUESTION_TERMS
+        asked = set(terms[0].split()) - QUESTION_TERMS
         coverages.append(topic_coverage(asked, set(terms[1].split())))
     return coverages

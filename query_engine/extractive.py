@@ -26,7 +26,7 @@ from query_engine.answer_types import AnswerType, expected_type, has_type
 from query_engine.grounding.sentences import sentence_spans
 
 # Question words carry no topic: a sentence does not answer 얼마 by containing 얼마.
-_QUESTION_TERMS = frozenset(
+QUESTION_TERMS = frozenset(
     "얼마 무엇 무슨 언제 어디 누구 누가 몇 며칠 어떻 어떤 어느 왜 "
     "what which who whom whose when where why how much many".split()
 )
@@ -108,7 +108,7 @@ def rank_sentences(
     texts = [question, *(s.text + "\n" + s.context for s in sources)]
     texts += [c.sentence for c in candidates]
     analyzed = [set(terms.split()) for terms in analyze_many([fold_accents(t) for t in texts])]
-    question_terms = analyzed[0] - _QUESTION_TERMS
+    question_terms = analyzed[0] - QUESTION_TERMS
     if not question_terms:
         return []
     chunk_terms = dict(zip((s.n for s in sources), analyzed[1 : 1 + len(sources)], strict=True))
