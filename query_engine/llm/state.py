@@ -118,11 +118,15 @@ async def probe_health(
         models = served_models(listing.json())
     except (httpx.HTTPError, EndpointFailure, ValueError, KeyError) as exc:
         failure = _probe_failure(exc)
+        slow = failure.kind is FailureKind.TOTAL_TIMEOUT
         if endpoint.healthy or endpoint.last_error is None:
             log.warning("LLM endpoint %s failed its health probe: %s", endpoint.url, failure)
-        endpoint.healthy = False
+        # A slow answer leaves the endpoint in the pool: a server busy generating (or our own
+        # event loop busy embedding) answers /health late, and taking the only server out for
+        # that turned answers into fallbacks. The breaker still opens after repeated timeouts.
+        endpoint.healthy = endpoint.healthy and slow
         endpoint.last_error = str(failure)
-        endpoint.breaker.record_failure(hard=failure.kind is not FailureKind.TOTAL_TIMEOUT)
+        endpoint.breaker.record_failure(hard=not slow)
     else:
         endpoint.models = models
         endpoint.healthy = True

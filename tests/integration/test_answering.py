@@ -356,7 +356,11 @@ async def _openai_usage_options_and_errors(
         messages=[{"role": "system", "content": "Answer in at most five words."}, *messages],
         max_tokens=20,
     )
-    assert (short.model_extra or {})["docqa"]["cached"] is False
+    extra = (short.model_extra or {})["docqa"]
+    assert extra["cached"] is False
+    # the only ways to no generated token: the pool turned the model away, or nothing was found
+    assert extra.get("fallback_reason") not in ("llm_unavailable", "llm_saturated"), extra
+    assert not extra.get("not_found"), extra
     assert 0 < await vllm_generation_tokens(servers.llm_url) - generated_before <= 20
 
     with pytest.raises(openai.BadRequestError) as refused:

@@ -36,6 +36,7 @@ class FakeVllm:
         self.tokens = list(tokens)
         self.up = True
         self.health_status = 200
+        self.health_slow = False  # a busy server: /health answers after the probe gave up
         self.metrics_text = ""
         self.failures: list[int | str] = []  # consumed one per chat request
         self.gate: asyncio.Event | None = None  # chat requests wait for it when set
@@ -47,6 +48,8 @@ class FakeVllm:
             raise httpx.ConnectError("connection refused", request=request)
         path = request.url.path
         if path == "/health":
+            if self.health_slow:  # MockTransport applies no timeouts: raise what httpx would
+                raise httpx.ReadTimeout("timed out", request=request)
             return httpx.Response(self.health_status)
         if path == "/metrics":
             return httpx.Response(200, text=self.metrics_text)

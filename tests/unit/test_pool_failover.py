@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
@@ -185,6 +187,31 @@ async def test_dead_endpoint_is_ejected_then_readmitted_when_healthy() -> None:
         for _ in range(4):
             await pool.chat(chat_body(), ROUTE)
         assert len(first.chat_requests) > before
+    finally:
+        await pool.aclose()
+
+
+async def test_a_slow_health_probe_keeps_a_busy_endpoint_in_the_pool() -> None:
+    (alone,) = fake_servers(1)
+    pool = await pool_over(alone, health_interval_s=0.05)
+    try:
+        alone.health_slow = True  # busy generating: /health times out, chats still answer
+        await wait_for(lambda: pool.snapshot()[0].last_error is not None)
+        for _ in range(10):  # each success closes the count of slow probes again
+            answer = await pool.chat(chat_body(), ROUTE)
+            assert answer["choices"][0]["message"]["content"] == "Hi!"
+            await asyncio.sleep(0.03)
+        assert pool.snapshot()[0].healthy
+    finally:
+        await pool.aclose()
+
+
+async def test_only_timed_out_health_probes_open_the_breaker() -> None:
+    first, second = fake_servers(2)
+    pool = await pool_over(first, second, health_interval_s=0.05)
+    try:
+        first.health_slow = True  # nobody sends to it: three slow probes in a row eject it
+        await wait_for(lambda: {s.url: s.state for s in pool.snapshot()}[first.url] == "open")
     finally:
         await pool.aclose()
 
