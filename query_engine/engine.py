@@ -31,7 +31,9 @@ from query_engine.extractive import (
     SourceText,
     choose,
     extractive_text,
+    quoted_together,
     rank_sentences,
+    runner_up,
     with_list_items,
 )
 from query_engine.generation import SERVER_DEFAULTS, GenerationOptions
@@ -154,9 +156,17 @@ class DocqaQueryEngine(CustomQueryEngine):
         top = ranked[: config.rerank_top] if ranked and ranked[0].score >= config.min_score else []
         similarities = await self._similarities(prepared.question, [e.sentence for e in top])
         found = choose(ranked, similarities, config, prepared.question)
-        found = with_list_items(found, sources) if found is not None else None
+        answer = ""
+        if found is not None:
+            second = runner_up(top, similarities, found, config)
+            answer = extractive_text(
+                quoted_together(
+                    with_list_items(found, sources),
+                    with_list_items(second, sources) if second is not None else None,
+                )
+            )
         prepared.timings_ms["extract"] = (time.perf_counter() - started) * 1000
-        return self.finish(prepared, extractive_text(found) if found else "", mode="extractive")
+        return self.finish(prepared, answer, mode="extractive")
 
     async def _similarities(self, question: str, sentences: list[str]) -> list[float]:
         """Cosine of each sentence to the question (e5 vectors are unit length); none without

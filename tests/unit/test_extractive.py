@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from indexing.analysis import analyze_many
 from query_engine.answer_types import answers_question, expected_type
-from query_engine.extractive import SourceText, extract_answer, extractive_text
+from query_engine.extractive import SourceText, extract_answer, extractive_text, quoted_together
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "출장여비규정.txt"
 ARTICLES = re.split(r"\n(?=제\d+조)", SAMPLE.read_text(encoding="utf-8"))
@@ -207,3 +208,35 @@ def test_the_coverage_floor_refuses_an_amount_of_another_topic() -> None:
     assert extract_answer(answerable, [REMOTE_WORK], analyze_many, gated) is not None
     english_only = ExtractiveConfig(min_coverage_other=0.7)  # the Korean question's floor is 0
     assert extract_answer(question, [REMOTE_WORK], analyze_many, english_only) is not None
+
+
+def test_a_close_runner_up_is_quoted_too_in_reading_order() -> None:
+    from query_engine.extractive import Extracted, ExtractiveConfig, choose, runner_up
+
+    text = "Brewing takes four minutes. Use 60 grams per litre. Stir once."
+    earlier = Extracted(1, "Brewing takes four minutes.", 0, 27, 0.50)
+    later = Extracted(1, "Use 60 grams per litre.", 28, 51, 0.60)
+    far = Extracted(2, "Stir once.", 0, 10, 0.10)
+    ranked = [later, earlier, far]
+    config = ExtractiveConfig(min_score=0.35, min_similarity=0.82, runner_up_margin=0.2)
+    best = choose(ranked, [0.90, 0.88, 0.95], config)
+    assert best == later  # 1.50 against 1.38 and 1.05
+    second = runner_up(ranked, [0.90, 0.88, 0.95], later, config)
+    assert second == earlier  # 0.12 behind: within the margin
+    assert text[second.char_start : second.char_end] == second.sentence
+    # the same source: read in its order, each sentence citing it
+    answer = extractive_text(quoted_together(later, second))
+    assert answer == "Brewing takes four minutes. [1] Use 60 grams per litre. [1]"
+    # further behind than the margin, under the similarity floor, or the margin off: one sentence
+    assert runner_up(ranked, [0.90, 0.60, 0.95], later, config) is None
+    assert runner_up(ranked, [0.90, 0.80, 0.95], later, config) is None
+    assert runner_up(ranked, [0.90, 0.88], later, replace(config, runner_up_margin=None)) is None
+    assert quoted_together(later, far) == [later, far]  # another source: the best first
+
+
+def test_a_runner_up_inside_the_quoted_list_is_not_repeated() -> None:
+    from query_engine.extractive import Extracted, quoted_together
+
+    intro = Extracted(1, "Allowances are as follows:\n1. 50 euros a day", 0, 44, 0.9)
+    item = Extracted(1, "1. 50 euros a day", 27, 44, 0.8)
+    assert quoted_together(intro, item) == [intro]
