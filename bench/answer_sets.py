@@ -60,13 +60,19 @@ def default_set_dirs(work_dir: Path) -> list[Path]:
     """The shared English sets (converted once, as ``bench.retrieval_eval`` does) and the
     project's Korean answer set."""
     from bench.retrieval_eval import SHARED_SETS, convert_shared_sets
+    from bench.retrieval_sets import KO_QUESTIONS, build_seed_set
 
     sets_dir = work_dir / "sets"
+    dirs = [KO_ANSWERS_DIR]
+    if (SHARED_DIR / "seeds").is_dir():
+        # questions in users' words over Korean prose; the held-out split leaves out the gold
+        # passages only, so the rest of the same document is there to tempt an answer
+        dirs.append(build_seed_set(SHARED_DIR / "seeds", KO_QUESTIONS, sets_dir))
     converted = all((sets_dir / s / "questions.jsonl").exists() for s in SHARED_SETS)
     if converted or (SHARED_DIR / "eval" / "make_eval.py").exists():
-        return [*convert_shared_sets(sets_dir), KO_ANSWERS_DIR]
-    print(f"{SHARED_DIR / 'eval'} is missing: only the Korean answer set is used")
-    return [KO_ANSWERS_DIR]
+        return [*convert_shared_sets(sets_dir), *dirs]
+    print(f"{SHARED_DIR / 'eval'} is missing: only the Korean answer sets are used")
+    return dirs
 
 
 def load_answer_set(directory: Path, limit: int | None = None) -> AnswerSet:

@@ -109,7 +109,15 @@ def build_seed_set(seeds_dir: Path, questions_file: Path, out_dir: Path) -> Path
         ]
         if not gold:
             raise SystemExit(f"{questions_file}: {spec['qid']}: answer_key not found in the seeds")
-        questions.append({"qid": spec["qid"], "question": spec["question"], "gold_doc_ids": gold})
+        answers = spec.get("answer_keys") or [spec["answer_key"]]  # spans of the seed text
+        questions.append(
+            {
+                "qid": spec["qid"],
+                "question": spec["question"],
+                "answers": answers,
+                "gold_doc_ids": gold,
+            }
+        )
     target = out_dir / KO_SET
     target.mkdir(parents=True, exist_ok=True)
     for name, rows in (("documents", documents), ("questions", questions)):
