@@ -63,9 +63,9 @@ class ExtractiveConfig:
     min_coverage_other: float = 0.3
     # the runner-up sentence (by lexical score + similarity) is quoted too when it scores within
     # this margin of the best: the answer is often split over two sentences, or the second is
-    # the right one. Chosen on the dev half of the answer_eval rows (answers of en_xquad,
-    # covid-qa, ko_answers, Korean seeds): containment .45→.52 covid, .26→.36 seeds, F1 −.01,
-    # median answer 60 → 100 characters (Korean), 160 → 195 (English); None: one sentence
+    # the right one. Chosen on the dev half of the answer_eval rows (en_xquad, covid-qa,
+    # ko_answers, Korean seeds); end to end containment .78→.82, .40→.48, .83→.86, .30→.36 at
+    # F1 −.01 (BENCHMARKS.md, answer_eval_before_runner_up.json). None: one sentence
     runner_up_margin: float | None = 0.2
 
     def coverage_floor(self, question: str) -> float:
@@ -314,6 +314,8 @@ def with_list_items(found: Extracted, sources: Sequence[SourceText]) -> Extracte
 
 
 def extractive_text(extracted: Extracted | Sequence[Extracted]) -> str:
-    """The answer as the user reads it: each sentence verbatim, citing its source."""
+    """The answer as the user reads it: each sentence verbatim, citing its source, on a line of
+    its own (a quoted line may lack a final period; the grounding check must still see two
+    sentences, each checked against the source it cites)."""
     quoted = [extracted] if isinstance(extracted, Extracted) else extracted
-    return " ".join(f"{e.sentence.strip()} [{e.n}]" for e in quoted)
+    return "\n".join(f"{e.sentence.strip()} [{e.n}]" for e in quoted)

@@ -226,7 +226,7 @@ def test_a_close_runner_up_is_quoted_too_in_reading_order() -> None:
     assert text[second.char_start : second.char_end] == second.sentence
     # the same source: read in its order, each sentence citing it
     answer = extractive_text(quoted_together(later, second))
-    assert answer == "Brewing takes four minutes. [1] Use 60 grams per litre. [1]"
+    assert answer == "Brewing takes four minutes. [1]\nUse 60 grams per litre. [1]"
     # further behind than the margin, under the similarity floor, or the margin off: one sentence
     assert runner_up(ranked, [0.90, 0.60, 0.95], later, config) is None
     assert runner_up(ranked, [0.90, 0.80, 0.95], later, config) is None
@@ -240,3 +240,22 @@ def test_a_runner_up_inside_the_quoted_list_is_not_repeated() -> None:
     intro = Extracted(1, "Allowances are as follows:\n1. 50 euros a day", 0, 44, 0.9)
     item = Extracted(1, "1. 50 euros a day", 27, 44, 0.8)
     assert quoted_together(intro, item) == [intro]
+
+
+def test_two_quoted_sentences_are_each_checked_against_their_own_source() -> None:
+    """A quoted line without a final period ("…숙박비 미화 250달러") must not run into the next
+    quote: 제9조 of the second is in source 1, not in the source the first cites."""
+    from query_engine.extractive import Extracted, with_list_items
+    from query_engine.grounding import check_grounding
+
+    abroad = next(s for s in SOURCES if "250달러" in s.text)
+    domestic = next(s for s in SOURCES if s.text.startswith("제9조"))
+    line = next(x for x in abroad.text.splitlines() if "250달러" in x)
+    start = abroad.text.index(line)
+    first = Extracted(abroad.n, line, start, start + len(line), 1.0)
+    intro = domestic.text.splitlines()[0]  # "제9조(숙박비) ① 숙박비는 … 다음 각 호의 …"
+    second = with_list_items(Extracted(domestic.n, intro, 0, len(intro), 0.9), SOURCES)
+    assert "\n1." in second.sentence  # quoted with its items: its [n] comes after them
+    answer = extractive_text([first, second])
+    grounding = check_grounding(answer, {s.n: s.text for s in SOURCES})
+    assert grounding.verified, grounding.unsupported
