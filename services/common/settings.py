@@ -294,6 +294,11 @@ class RetrievalSettings(BaseModel):
         le=1.0,
         description="best dense cosine below this: nothing relevant (answered without the LLM)",
     )
+    section_refs: bool = Field(
+        True,
+        description="an article named in the question (제8조 제2항, Article 8(2)) puts that "
+        "article's chunks first; off: questions are ranked as any other",
+    )
 
     @model_validator(mode="after")
     def _some_weight(self) -> RetrievalSettings:

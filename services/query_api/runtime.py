@@ -211,6 +211,7 @@ def retrieval_config(settings: QuerySettings, top_k: int) -> RetrievalConfig:
         dense_weight=r.dense_weight,
         sparse_weight=r.sparse_weight,
         min_dense_score=r.min_dense_score,
+        section_refs=r.section_refs,
     )
 
 

@@ -177,3 +177,12 @@ def test_superseded_versions_are_searched_away_and_take_no_slot() -> None:
     store = VersionedStore()
     assert ids("일비는?", store, as_of=date(2025, 2, 28)) == ["old", "other"]
     assert '<= "2025-02-28"' in store.dense_exprs[0]
+
+
+def test_article_pinning_can_be_turned_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.common.settings import QuerySettings
+    from services.query_api.runtime import retrieval_config
+
+    assert retrieval_config(QuerySettings(), 4).section_refs is True
+    monkeypatch.setenv("DOCQA_RETRIEVAL_SECTION_REFS", "false")
+    assert retrieval_config(QuerySettings(), 4).section_refs is False
