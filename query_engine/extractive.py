@@ -201,7 +201,8 @@ def runner_up(
 
 def quoted_together(first: Extracted, second: Extracted | None) -> list[Extracted]:
     """The sentences to quote: ``second`` unless it overlaps ``first`` (a list item already
-    quoted), in reading order when they come from the same source."""
+    quoted), in reading order when they come from the same source. When ``second`` holds all
+    of ``first`` (a list's introduction quoted with the item that was the best), it alone."""
     if second is None:
         return [first]
     if (
@@ -209,7 +210,8 @@ def quoted_together(first: Extracted, second: Extracted | None) -> list[Extracte
         and second.char_start < first.char_end
         and second.char_end > first.char_start
     ):
-        return [first]
+        holds = second.char_start <= first.char_start and second.char_end >= first.char_end
+        return [second] if holds else [first]
     if second.n == first.n and second.char_start < first.char_start:
         return [second, first]
     return [first, second]

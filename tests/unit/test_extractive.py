@@ -240,6 +240,7 @@ def test_a_runner_up_inside_the_quoted_list_is_not_repeated() -> None:
     intro = Extracted(1, "Allowances are as follows:\n1. 50 euros a day", 0, 44, 0.9)
     item = Extracted(1, "1. 50 euros a day", 27, 44, 0.8)
     assert quoted_together(intro, item) == [intro]
+    assert quoted_together(item, intro) == [intro]  # the best was the item: its list is quoted
 
 
 def test_two_quoted_sentences_are_each_checked_against_their_own_source() -> None:
