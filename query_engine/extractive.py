@@ -20,6 +20,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from docqa_core.scripts import has_hangul
 from query_engine.answer_types import AnswerType, expected_type, has_type
@@ -162,11 +163,9 @@ def choose(
     if not similarities:
         best = ranked[0]
     else:
-        scored = zip(ranked, similarities, strict=False)
-        best, similarity = max(
-            scored, key=lambda pair: pair[0].score + config.dense_weight * pair[1]
-        )
-        if similarity < config.min_similarity:
+        top = _reranked(ranked, similarities, config)[0]
+        best = top.extracted
+        if top.similarity < config.min_similarity:
             return None
     if best.coverage < config.coverage_floor(question):
         return None
@@ -184,19 +183,33 @@ def runner_up(
     ``runner_up_margin`` of the best and above the similarity floor; None otherwise."""
     if config.runner_up_margin is None or len(similarities) < 2:
         return None
-    combined = sorted(
-        (
-            (e.score + config.dense_weight * similarity, similarity, e)
-            for e, similarity in zip(ranked, similarities, strict=False)
-        ),
-        key=lambda scored: -scored[0],
-    )
-    (top_score, _, top), (second_score, similarity, second) = combined[0], combined[1]
-    if (top.n, top.char_start) != (best.n, best.char_start):
+    top, second = _reranked(ranked, similarities, config)[:2]
+    if (top.extracted.n, top.extracted.char_start) != (best.n, best.char_start):
         return None  # not the ranking choose() used
-    if top_score - second_score > config.runner_up_margin or similarity < config.min_similarity:
+    if top.combined - second.combined > config.runner_up_margin:
         return None
-    return replace(second, score=round(second.score, 4))
+    if second.similarity < config.min_similarity:
+        return None
+    return replace(second.extracted, score=round(second.extracted.score, 4))
+
+
+class _Reranked(NamedTuple):
+    combined: float  # lexical score + dense_weight × similarity
+    similarity: float
+    extracted: Extracted
+
+
+def _reranked(
+    ranked: Sequence[Extracted], similarities: Sequence[float], config: ExtractiveConfig
+) -> list[_Reranked]:
+    """The first ``len(similarities)`` of ``ranked``, best first by lexical score plus
+    ``dense_weight`` × similarity (ties keep the lexical order): the one ordering both
+    :func:`choose` and :func:`runner_up` read."""
+    scored = [
+        _Reranked(e.score + config.dense_weight * similarity, similarity, e)
+        for e, similarity in zip(ranked, similarities, strict=False)
+    ]
+    return sorted(scored, key=lambda r: -r.combined)
 
 
 def quoted_together(first: Extracted, second: Extracted | None) -> list[Extracted]:

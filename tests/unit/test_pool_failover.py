@@ -206,7 +206,7 @@ async def test_a_slow_health_probe_keeps_a_busy_endpoint_in_the_pool() -> None:
         await pool.aclose()
 
 
-async def test_only_timed_out_health_probes_open_the_breaker() -> None:
+async def test_timed_out_health_probes_in_a_row_open_the_breaker() -> None:
     first, second = fake_servers(2)
     pool = await pool_over(first, second, health_interval_s=0.05)
     try:
