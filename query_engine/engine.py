@@ -25,6 +25,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from docqa_core.citations import all_cited
 from docqa_core.scripts import detect_language
 from indexing.analysis import analyze_many
+from query_engine.admission import WorkAdmission, unlimited
 from query_engine.answer_types import answers_question
 from query_engine.extractive import (
     ExtractiveConfig,
@@ -78,6 +79,9 @@ class DocqaQueryEngine(CustomQueryEngine):
     embedder: Any = Field(
         None, description="an Embedder that re-ranks extractive candidates by similarity"
     )
+    admission: WorkAdmission = Field(
+        default_factory=unlimited, description="bounds the retrieval and extraction running at once"
+    )
 
     def custom_query(self, query_str: str) -> Response:
         return asyncio.run(self.acustom_query(query_str))
@@ -97,7 +101,8 @@ class DocqaQueryEngine(CustomQueryEngine):
         ``history`` holds the earlier turns the LLM sees before it, and ``options`` are the
         request's own (its instructions join the system prompt, the rest the LLM call)."""
         started = time.perf_counter()
-        nodes = await self.retriever.aretrieve(QueryBundle(question))
+        async with self.admission.slot():
+            nodes = await self.retriever.aretrieve(QueryBundle(question))
         trace = self.retriever.trace
         language = detect_language(question)
         timings = {
@@ -150,11 +155,16 @@ class DocqaQueryEngine(CustomQueryEngine):
             SourceText(n, node.node.get_content(), context=_context_of(node))
             for n, node in enumerate(prepared.nodes, start=1)
         ]
-        # Kiwi analysis of every candidate sentence: CPU work, kept off the event loop
-        ranked = await asyncio.to_thread(rank_sentences, prepared.question, sources, analyze_many)
         config = self.config.extractive
-        top = ranked[: config.rerank_top] if ranked and ranked[0].score >= config.min_score else []
-        similarities = await self._similarities(prepared.question, [e.sentence for e in top])
+        # admitted already (retrieval): waits its turn but is not refused, work is not wasted
+        async with self.admission.slot(shed=False):
+            # Kiwi analysis of every candidate sentence: CPU work, kept off the event loop
+            ranked = await asyncio.to_thread(
+                rank_sentences, prepared.question, sources, analyze_many
+            )
+            answerable = ranked and ranked[0].score >= config.min_score
+            top = ranked[: config.rerank_top] if answerable else []
+            similarities = await self._similarities(prepared.question, [e.sentence for e in top])
         found = choose(ranked, similarities, config, prepared.question)
         answer = ""
         if found is not None:

@@ -22,10 +22,24 @@ from services.common.production import (
     production_problems,
     refuse_to_start,
 )
+from services.common.query_settings import (
+    AdmissionSettings,
+    CacheSettings,
+    FaqSettings,
+    SessionSettings,
+)
 from services.common.rate_limit_settings import RateLimitSettings
 from services.common.ui_settings import UiSettings
 
-__all__ = ["DEV_ADMIN_KEY", "DEV_QUERY_KEY", "MIN_PRODUCTION_KEY_LENGTH"]  # re-exported
+__all__ = [  # re-exported
+    "DEV_ADMIN_KEY",
+    "DEV_QUERY_KEY",
+    "MIN_PRODUCTION_KEY_LENGTH",
+    "AdmissionSettings",
+    "CacheSettings",
+    "FaqSettings",
+    "SessionSettings",
+]
 
 
 def _split_csv(value: Any) -> Any:
@@ -309,58 +323,7 @@ class RetrievalSettings(BaseModel):
         return self
 
 
-class CacheSettings(BaseModel):
-    enabled: bool = Field(True, description="answer cache and coalescing of identical questions")
-    answer_ttl_s: int = Field(3600, ge=1, le=30 * 86400, description="answer cache entry lifetime")
-    embedding_ttl_s: int = Field(
-        86400, ge=1, le=30 * 86400, description="query-embedding cache entry lifetime"
-    )
-    coalesce_wait_s: float = Field(
-        120.0, gt=0, le=3600, description="how long a duplicate waits for another replica's answer"
-    )
-    hot_entries: int = Field(
-        4096,
-        ge=0,
-        le=1_000_000,
-        description="answers each replica also keeps in memory, served without Redis (0: off)",
-    )
-    version_max_age_s: float = Field(
-        1.0,
-        gt=0,
-        le=60,
-        description="longest a replica trusts its copy of an index or FAQ version between "
-        "announced bumps (it drops the copy at once when a bump is announced)",
-    )
-
-
-class SessionSettings(BaseModel):
-    ttl_s: int = Field(86400, ge=60, le=30 * 86400, description="idle time before a session ends")
-    max_history_tokens: int = Field(
-        512, ge=0, le=100_000, description="earlier turns kept in the prompt (oldest dropped)"
-    )
-    max_turns: int = Field(20, ge=1, le=1000, description="turns stored per session")
-    condense_timeout_s: float = Field(
-        20.0, gt=0, le=600, description="time allowed to rewrite a follow-up as standalone"
-    )
-
-
 INDEXING_PORT = 8001
-
-
-class FaqSettings(BaseModel):
-    enabled: bool = Field(True, description="answer questions that match a curated FAQ entry")
-    similarity_threshold: float = Field(
-        0.97,
-        ge=0.5,
-        le=1.0,
-        description="cosine of the question to an FAQ question that counts as the same question "
-        "(calibrated for multilingual-e5-small by bench/faq.py: recalibrate for another embedder)",
-    )
-    max_entries_per_collection: int = Field(5000, ge=1, le=100_000)
-    max_entries_per_request: int = Field(
-        500, ge=1, le=100_000, description="entries one PUT may hold (each is embedded)"
-    )
-    max_answer_chars: int = Field(8000, ge=10, le=1_000_000)
 
 
 class ServerSettings(BaseModel):
@@ -477,6 +440,7 @@ class IndexingSettings(CommonSettings):
 
 class QuerySettings(CommonSettings):
     server: ServerSettings = ServerSettings(port=8000)
+    admission: AdmissionSettings = AdmissionSettings()
     llm: LLMSettings = LLMSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
     cache: CacheSettings = CacheSettings()

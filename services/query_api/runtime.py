@@ -21,6 +21,7 @@ from typing import Any
 from llama_index.core.llms import LLM
 
 from indexing.generations import CurrentGenerationFilter
+from query_engine.admission import AdmissionConfig, WorkAdmission
 from query_engine.answering import Answerer, AnswererConfig, AnswerRequest
 from query_engine.cache import AnswerCache, CachedQueryEmbedder
 from query_engine.engine import DocqaQueryEngine, EngineConfig
@@ -47,8 +48,10 @@ class QueryRuntime:
     sessions: SessionStore
     faq: FaqStore
     answerer: Answerer = field(init=False)
+    admission: WorkAdmission = field(init=False)
 
     def __post_init__(self) -> None:
+        self.admission = WorkAdmission(admission_config(self.settings))
         self.answerer = self._build_answerer()
 
     @classmethod
@@ -160,6 +163,7 @@ class QueryRuntime:
             ),
             llm=llm,
             embedder=self.embedder,
+            admission=self.admission,
             config=EngineConfig(
                 context_window=settings.llm.context_window,
                 max_answer_tokens=settings.llm.max_answer_tokens,
@@ -198,6 +202,13 @@ def _answer_cache(
         lock_ttl_s=settings.cache.coalesce_wait_s,
         versions=versions,
         hot_entries=settings.cache.hot_entries,
+    )
+
+
+def admission_config(settings: QuerySettings) -> AdmissionConfig:
+    bounds = settings.admission
+    return AdmissionConfig(
+        max_active=bounds.max_active, max_queued=bounds.max_queued, max_wait_s=bounds.max_wait_s
     )
 
 
