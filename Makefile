@@ -38,16 +38,20 @@ unit: venv
 	$(PYTEST) tests/unit
 
 # each prints its table and writes bench/results/<name>.json; the eval sets come from ../shared
-# when it is there. bench.query starts the local stack (make up) if it is not running.
+# when it is there. bench.query starts the local stack (make up) if it is not running; bench.load
+# and bench.soak use it; bench.report rewrites BENCHMARKS.md from the results.
 bench: setup
 	$(VENV)/bin/python -m bench.pool --quick
 	$(VENV)/bin/python -m bench.faq
 	$(VENV)/bin/python -m bench.retrieval_eval
 	$(VENV)/bin/python -m bench.ingest
 	$(VENV)/bin/python -m bench.query --up
+	$(VENV)/bin/python -m bench.load
+	$(VENV)/bin/python -m bench.soak --quick
 	$(VENV)/bin/python -m bench.rate_limit
 	$(VENV)/bin/python -m bench.front_door
 	$(VENV)/bin/python -m bench.answer_eval --quick
+	$(VENV)/bin/python -m bench.report
 
 clean: down
 	rm -rf .docqa

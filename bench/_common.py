@@ -8,8 +8,10 @@ import json
 import math
 import os
 import platform
+import shlex
 import shutil
 import statistics
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -82,14 +84,35 @@ def python_loop_ms(iterations: int = 2_000_000) -> float:
     return round(best * 1000, 1)
 
 
+def command_line(argv: Sequence[str] | None = None) -> str:
+    """How this process was started, as ``python -m <module> <args>`` when it runs a module of
+    this checkout (``python -m bench.x`` and ``python bench/x.py`` alike), so BENCHMARKS.md can
+    name the command that produced each result file. Anything else (``docqa bench answers``)
+    keeps its program name."""
+    argv = list(sys.argv if argv is None else argv)
+    program = Path(argv[0]) if argv and argv[0] else Path("python")
+    args = shlex.join(argv[1:])
+    try:
+        relative = program.resolve().relative_to(REPO_ROOT)
+    except ValueError:
+        relative = None
+    if relative is None or relative.suffix != ".py" or relative.parts[0].startswith("."):
+        return f"{program.name} {args}".strip()
+    parts = list(relative.with_suffix("").parts)
+    if parts[-1] == "__main__":  # python -m bench runs bench/__main__.py
+        parts.pop()
+    return f"python -m {'.'.join(parts)} {args}".strip()
+
+
 def write_results(name: str, data: dict[str, Any]) -> Path:
-    """``bench/results/<name>.json``, with when and where it was measured."""
+    """``bench/results/<name>.json``, with when and where it was measured and by what command."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
     payload = {
         "benchmark": name,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": machine(),
+        "command": command_line(),
         **data,
     }
     path.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n")
