@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bench import report
+from bench import report, report_load
 from bench import report_sections as rs
 from bench._common import REPO_ROOT, command_line
 
@@ -75,7 +75,7 @@ def _load_results() -> dict[str, Any]:
 
 
 def test_the_load_section_has_a_row_per_step_and_per_kind() -> None:
-    lines = report.load(_load_results(), {})
+    lines = report_load.load(_load_results(), {})
     assert lines[0].startswith("Mix: cached: 55%, new: 45%. Generator: open loop. Ingestion during")
     assert "the offered rate at which the cached answers' p99 passes - ms): - rps" in lines[0]
     assert "| 10.0 | 15 | 9.4 | 140 | 4.8 | 503: 2 |" in lines
