@@ -183,10 +183,16 @@ def slopes(samples: Sequence[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return result
 
 
-async def count_keys_without_ttl(redis_url: str) -> dict[str, int]:
+async def count_keys_without_ttl(redis_url: str) -> dict[str, Any]:
+    """Keys without TTL by prefix, and the memory bound that evicts the keys with one."""
     client = aioredis.from_url(redis_url)
     try:
-        return await keys_without_ttl(client)
+        limits = await client.config_get("maxmemory*")
+        return {
+            "prefixes": await keys_without_ttl(client),
+            "maxmemory_mb": round(int(limits.get("maxmemory", 0)) / 2**20, 1),
+            "policy": limits.get("maxmemory-policy", ""),
+        }
     finally:
         await client.aclose()
 
@@ -199,13 +205,15 @@ def redis_summary(samples: Sequence[dict[str, Any]], no_ttl: dict[str, Any]) -> 
         "keys_per_min": round(slope_per_min([(s["t_s"], s["redis"]["keys"]) for s in settled]), 2),
         "used_mb_start": samples[0]["redis"]["used_mb"],
         "used_mb_end": samples[-1]["redis"]["used_mb"],
-        "keys_without_ttl": no_ttl,
+        "keys_without_ttl": no_ttl["after"]["prefixes"],
         # keys that never expire and grew with the traffic: growth no soak is long enough to see
         "growing_without_ttl": {
-            prefix: count - no_ttl["before"].get(prefix, 0)
-            for prefix, count in no_ttl["after"].items()
-            if count > no_ttl["before"].get(prefix, 0)
+            prefix: count - no_ttl["before"]["prefixes"].get(prefix, 0)
+            for prefix, count in no_ttl["after"]["prefixes"].items()
+            if count > no_ttl["before"]["prefixes"].get(prefix, 0)
         },
+        "maxmemory_mb": no_ttl["after"]["maxmemory_mb"],
+        "maxmemory_policy": no_ttl["after"]["policy"],
     }
 
 
@@ -223,13 +231,30 @@ def growing(per_process: dict[str, dict[str, float]]) -> list[str]:
     ]
 
 
+def redis_is_bounded(redis: dict[str, Any]) -> bool:
+    """Redis may grow while caches fill when a memory bound evicts them (the keys that grow all
+    carry a TTL, or ``growing_without_ttl`` says otherwise)."""
+    policy = str(redis.get("maxmemory_policy", ""))
+    return bool(redis.get("maxmemory_mb")) and policy.startswith(("volatile-", "allkeys-"))
+
+
 def verdict(per_process: dict[str, dict[str, float]], redis: dict[str, Any]) -> str:
-    problems = [f"{name} grows" for name in growing(per_process)]
+    bounded = redis_is_bounded(redis)
+    problems = [
+        f"{name} grows" for name in growing(per_process) if not (name == "redis" and bounded)
+    ]
     problems += [
         f"{n} Redis keys '{prefix}' without TTL appeared"
         for prefix, n in redis["growing_without_ttl"].items()
     ]
-    return "; ".join(problems) if problems else "no growth: every process flat, keys expire"
+    if problems:
+        return "; ".join(problems)
+    if bounded and "redis" in growing(per_process):
+        return (
+            "no unbounded growth: every process flat but Redis, whose new keys all expire and "
+            f"which evicts them ({redis['maxmemory_policy']}) past {redis['maxmemory_mb']:g} MB"
+        )
+    return "no growth: every process flat, keys expire"
 
 
 def plot(samples: Sequence[dict[str, Any]], path: Path) -> None:

@@ -28,6 +28,7 @@ from deploy.processes import ProcessSpec
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
 SAMPLE_COLLECTION = "samples"
+REDIS_MAXMEMORY = "512mb"
 SAMPLE_QUESTION = "국내 출장의 일비는 하루에 얼마인가요?"
 Log = Callable[[str], None]
 
@@ -214,6 +215,10 @@ def redis_spec(paths: StackPaths, port: int, *, name: str = "redis") -> ProcessS
             "--bind", "127.0.0.1",
             "--save", "",
             "--appendonly", "no",
+            # caches, embeddings, sessions and rate counters all carry a TTL: under memory
+            # pressure those go first (least recently used), never keys, FAQ, jobs or versions
+            "--maxmemory", REDIS_MAXMEMORY,
+            "--maxmemory-policy", "volatile-lru",
             "--daemonize", "no",
         ],
         log_path=paths.logs / f"{name}.log",

@@ -100,6 +100,15 @@ def test_growth_needs_both_absolute_and_relative_slopes_or_leaking_descriptors()
     assert verdict({"a": big_slow}, redis) == "4 Redis keys 'docqa:jobs' without TTL appeared"
 
 
+def test_redis_filling_its_caches_is_growth_only_without_a_memory_bound() -> None:
+    filling = {"redis": {"rss_mb_per_min": 3.0, "rss_mb_start": 20.0, "fds_per_min": 0.0}}
+    unbounded = {"growing_without_ttl": {}, "maxmemory_mb": 0, "maxmemory_policy": "noeviction"}
+    assert verdict(filling, unbounded) == "redis grows"
+    bounded = {"growing_without_ttl": {}, "maxmemory_mb": 512, "maxmemory_policy": "volatile-lru"}
+    assert verdict(filling, bounded).startswith("no unbounded growth")
+    assert "volatile-lru" in verdict(filling, bounded)
+
+
 async def test_a_step_reports_what_was_answered() -> None:
     class Instant:
         async def run_rate(self, rate: float, duration_s: float) -> list[Outcome]:
