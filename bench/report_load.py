@@ -101,6 +101,24 @@ def ok_of(kind: dict[str, Any]) -> str:
     return f"{num(kind.get('ok'), 0)}/{num(kind.get('n'), 0)}" if kind else "-"
 
 
+EMBEDDING_INTRO = """\
+The query embedder alone (multilingual-e5-small in process): closed-loop clients embedding \
+distinct questions, each question its own model call (the earlier behaviour, serialised by the \
+model's lock) against the micro-batching embedder (questions that arrive while the model is busy \
+share its next call), alternating per round in one process."""
+EMBEDDING = rs.blocks(
+    "{rounds:0} rounds of {questions_per_round:0} questions per side and concurrency (medians).",
+    rs.Table(
+        "concurrency",
+        "rows",
+        "one call each q/s=single_qps:1; batched q/s=batched_qps:1; "
+        "batched / one call each=qps_ratio_batched_over_single:2; "
+        "one call each p50 ms=single_p50_ms:2; batched p50 ms=batched_p50_ms:2",
+        "concurrency:0",
+    ),
+)
+
+
 SECTIONS = (
     Section("Load", ("load",), load, intro=LOAD_INTRO),
     Section(
@@ -111,4 +129,10 @@ SECTIONS = (
         intro=ADMISSION_TEXT,
     ),
     Section("Soak", ("soak",), SOAK, intro=SOAK_INTRO),
+    Section(
+        "Query embedding under concurrency",
+        ("query_embedding",),
+        EMBEDDING,
+        intro=EMBEDDING_INTRO,
+    ),
 )

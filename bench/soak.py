@@ -25,7 +25,13 @@ from typing import Any
 import redis.asyncio as aioredis
 
 from bench._common import RESULTS_DIR, table, write_results
-from bench.load_traffic import Traffic, errors_by_status, make_query_keys, revoke_keys
+from bench.load_traffic import (
+    Traffic,
+    errors_by_status,
+    make_query_keys,
+    prepare_answers,
+    revoke_keys,
+)
 from bench.query_stack import Stack, running_stack
 
 SHARE_OF_KNEE = 0.7
@@ -138,6 +144,8 @@ async def sample_until(
 
 async def soak(stack: Stack, rate: float, duration_s: float, args: argparse.Namespace) -> Any:
     keys = await make_query_keys(stack.indexing_url, stack.admin_key, args.keys)
+    # FAQ entries in place and the repeated questions cached, as in bench.load
+    await prepare_answers(stack.query_url, stack.admin_key, keys[0]["key"])
     no_ttl_before = await count_keys_without_ttl(args.redis_url)
     done = asyncio.Event()
     sampler = asyncio.create_task(sample_until(done, args.redis_url, args.interval))
@@ -190,7 +198,7 @@ async def count_keys_without_ttl(redis_url: str) -> dict[str, Any]:
         limits = await client.config_get("maxmemory*")
         return {
             "prefixes": await keys_without_ttl(client),
-            "maxmemory_mb": round(int(limits.get("maxmemory", 0)) / 2**20, 1),
+            "maxmemory_mb": round(int(limits.get("maxmemory") or 0) / 2**20, 1),
             "policy": limits.get("maxmemory-policy", ""),
         }
     finally:
