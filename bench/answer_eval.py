@@ -365,6 +365,11 @@ def build_parser(prog: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--work-dir", type=Path, default=docqa_home() / "eval")
     parser.add_argument(
+        "--results-name",
+        default="answer_eval",
+        help="write bench/results/NAME.json (and NAME.png): a side run keeps the main results",
+    )
+    parser.add_argument(
         "--from-rows",
         type=Path,
         default=None,
@@ -403,10 +408,11 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     print_table(results)
     config = _config(args, endpoints, limit, facts, rows_dir)
     path = write_results(
-        "answer_eval", {"default_mode": default_mode(echoed), "sets": results, "config": config}
+        args.results_name,
+        {"default_mode": default_mode(echoed), "sets": results, "config": config},
     )
     print(f"\nwrote {path}\nanswers: {rows_dir}")
-    if (figure := plot(results, RESULTS_DIR / "answer_eval.png")) is not None:
+    if (figure := plot(results, RESULTS_DIR / f"{args.results_name}.png")) is not None:
         print(f"plot: {figure}")
     return 0
 
