@@ -96,7 +96,7 @@ def rate_limit_of(stack: Stack, question: str) -> int | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from deploy.stack import SAMPLE_QUESTION
+    from deploy.sample_docs import SAMPLE_QUESTION
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--up", action="store_true", help="start the local stack first")

@@ -119,10 +119,10 @@ def run_load(url: str, body: dict[str, Any], key: str, concurrency: int, duratio
 def ensure_load_generator() -> None:
     """wrk (Debian's package) when it can be had: an httpx client in Python saturates before a
     FastAPI server does, which would understate both sides of the cached-vs-bare ratio."""
-    from deploy import stack
+    from deploy import install
 
     try:
-        stack.ensure_debian_tool("wrk", "wrk")
+        install.ensure_debian_tool("wrk", "wrk")
     except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
         print(f"wrk unavailable ({exc}); measuring with an httpx client instead")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploy.stack import Log, apt_install, ensure_debian_tool
+from deploy.install import Log, apt_install, ensure_debian_tool
 
 CHROMIUM = "/usr/bin/chromium"
 KOREAN_FONT_PACKAGE = "fonts-nanum"

@@ -8,14 +8,11 @@ ready, ingests the sample documents and asks one question; run it again and it o
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shlex
 import shutil
-import subprocess
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,14 +20,11 @@ from pathlib import Path
 import httpx
 
 from deploy import processes, vllm_cpu
+from deploy.install import Log, ensure_redis_server
 from deploy.processes import ProcessSpec
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
-SAMPLE_COLLECTION = "samples"
 REDIS_MAXMEMORY = "512mb"
-SAMPLE_QUESTION = "국내 출장의 일비는 하루에 얼마인가요?"
-Log = Callable[[str], None]
 
 # Thread counts are set on purpose: numpy's OpenBLAS threads fight the embedder's OpenMP threads
 # (3x slower queries measured), and two cores are shared by every process here.
@@ -135,43 +129,6 @@ def vllm_replicas_from_env() -> int:
 def vllm_replica_name(index: int) -> str:
     """``vllm`` for the first replica (as before replicas existed), then ``vllm-2``, ..."""
     return "vllm" if index == 0 else f"vllm-{index + 1}"
-
-
-# ---------------------------------------------------------------------------- install
-
-
-def ensure_redis_server(log: Log = print) -> str:
-    """``redis-server`` from Debian's package, installed with apt when missing."""
-    return ensure_debian_tool("redis-server", "redis-server", log)
-
-
-def apt_install(package: str, log: Log = print, *, missing: str = "") -> None:
-    """Install Debian's ``package`` with apt (as root; otherwise say what to run)."""
-    if os.geteuid() != 0:
-        raise RuntimeError(
-            f"{missing or package} is missing: run `sudo apt-get install -y {package}`"
-        )
-    log(f"installing {package} with apt-get")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    subprocess.run(["apt-get", "update", "-qq"], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run(
-        ["apt-get", "install", "-y", "-qq", package],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-
-
-def ensure_debian_tool(command: str, package: str, log: Log = print) -> str:
-    """The path of ``command``, installing Debian's ``package`` with apt when it is missing."""
-    found = shutil.which(command)
-    if found:
-        return found
-    apt_install(package, log, missing=command)
-    found = shutil.which(command)
-    if not found:
-        raise RuntimeError(f"apt-get installed {package} but {command} is not on PATH")
-    return found
 
 
 LOCAL_ANSWER_MODE = "extractive"
@@ -508,54 +465,3 @@ def status(paths: StackPaths | None = None) -> dict[str, int | None]:
     if not paths.run.exists():
         return {}
     return {p.stem: processes.running_pid(p) for p in sorted(paths.run.glob("*.pid"))}
-
-
-# ---------------------------------------------------------------------------- samples
-
-
-def sample_files() -> list[Path]:
-    return sorted(
-        p for p in SAMPLES_DIR.iterdir() if p.suffix in {".txt", ".md"} and p.name != "README.md"
-    )
-
-
-def ingest_samples(
-    env: dict[str, str], log: Log = print, *, timeout_s: float = 600.0
-) -> dict[str, object]:
-    headers = {"Authorization": f"Bearer {env['DOCQA_ADMIN_KEY']}"}
-    files = [("files", (p.name, p.read_bytes(), "text/plain")) for p in sample_files()]
-    url = f"{env['DOCQA_INDEXING_URL']}/v1/collections/{SAMPLE_COLLECTION}/documents"
-    response = httpx.post(url, files=files, headers=headers, timeout=60)
-    response.raise_for_status()
-    job_id = response.json()["job_id"]
-    log(f"ingesting {len(files)} sample documents into '{SAMPLE_COLLECTION}' (job {job_id})")
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        job: dict[str, object] = httpx.get(
-            f"{env['DOCQA_INDEXING_URL']}/v1/jobs/{job_id}", headers=headers, timeout=10
-        ).json()
-        if job.get("state") in {"succeeded", "failed", "partial"}:
-            return job
-        time.sleep(0.5)
-    raise RuntimeError(f"sample ingestion job {job_id} did not finish in {timeout_s:.0f}s")
-
-
-def ask(env: dict[str, str], question: str = SAMPLE_QUESTION) -> dict[str, object]:
-    response = httpx.post(
-        f"{env['DOCQA_QUERY_URL']}/v1/query",
-        json={"collection": SAMPLE_COLLECTION, "question": question},
-        headers={"Authorization": f"Bearer {env['DOCQA_QUERY_KEY']}"},
-        timeout=300,
-    )
-    response.raise_for_status()
-    answer: dict[str, object] = response.json()
-    return answer
-
-
-def curl_example(paths: StackPaths, question: str = SAMPLE_QUESTION) -> str:
-    body = json.dumps({"collection": SAMPLE_COLLECTION, "question": question}, ensure_ascii=False)
-    return (
-        f'source {paths.env_file} && curl -s "$DOCQA_QUERY_URL/v1/query" '
-        f"-H \"Authorization: Bearer $DOCQA_QUERY_KEY\" -H 'Content-Type: application/json' "
-        f"-d '{body}'"
-    )

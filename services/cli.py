@@ -84,11 +84,11 @@ def cmd_setup(_: argparse.Namespace) -> int:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    from deploy import stack
+    from deploy import sample_docs, stack
 
     paths = stack.default_paths()
     env = stack.up(paths, log=_log)
-    job = stack.ingest_samples(env, _log)
+    job = sample_docs.ingest_samples(env, _log)
     _log(
         f"samples: state={job.get('state')} indexed={job.get('indexed')} "
         f"unchanged={job.get('unchanged')} failed={job.get('failed')}"
@@ -97,8 +97,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         _log(f"[red]sample ingestion did not succeed[/red]: {job.get('errors')}")
         return 1
     if not args.no_ask:
-        _log(f"asking: {stack.SAMPLE_QUESTION}")
-        answer = stack.ask(env)
+        _log(f"asking: {sample_docs.SAMPLE_QUESTION}")
+        answer = sample_docs.ask(env)
         print(json.dumps(answer, ensure_ascii=False, indent=2))
     console.print(
         "\n[bold]docqa is up[/bold]\n"
@@ -107,7 +107,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         f"  indexing API: {env['DOCQA_INDEXING_URL']}/docs\n"
         f"  keys and URLs: {paths.env_file}\n\n"
         "Ask a question:\n"
-        f"  {stack.curl_example(paths)}\n\n"
+        f"  {sample_docs.curl_example(paths)}\n\n"
         "Stop everything: make down"
     )
     return 0
