@@ -115,3 +115,27 @@ def test_benchmarks_md_is_what_the_report_renders_from_bench_results(
 ) -> None:
     # on failure: run `python -m bench.report` and commit BENCHMARKS.md with the results
     assert report.main(["--check"]) == 0, capsys.readouterr().out
+
+
+def test_the_models_section_has_a_speed_row_per_model_and_a_quality_row_per_set_and_mode() -> None:
+    from bench import report_models
+
+    data = {
+        "sets": "en_xquad",
+        "limit": 8,
+        "models": [
+            {
+                "model": "tiny",
+                "weights_s": 0.0,
+                "start_s": 22.3,
+                "rss_mb": 3548.0,
+                "ttft_p50_ms": 1471.0,
+                "tokens_per_s_p50": 15.04,
+                "sets": {"en_xquad": {"generative": {"n": 8, "containment": 0.125}}},
+            }
+        ],
+    }
+    lines = report_models.models(data, {})
+    assert lines[0] == "Sets: en_xquad, at most 8 answerable questions each."
+    assert "| tiny | 0 | 22 | 3,548 | 1,471 | 15.0 |" in lines
+    assert "| tiny, en_xquad, generative | 8 | 0.12 | - | - | - | - | - |" in lines
