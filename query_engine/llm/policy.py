@@ -16,6 +16,11 @@ does I/O or keeps state: randomness comes in as ``rng`` and the round-robin posi
   adding or removing a server moves only the sessions that lived there. When the session's
   server is loaded beyond ``affinity_max_load`` of its capacity, or queues requests itself,
   the request goes to the least loaded of the others.
+- ``prefix_affinity``: the same, keyed by the prompt's prefix instead of the session: RAG
+  prompts are prefix-stable (system prompt, then the sources best first, then the question), so
+  questions answered from the same top source share a long prefix, and sending them to one
+  server lets its prefix cache skip that prefill. Same load bound as ``session_affinity``;
+  without a prefix key the session (then least-loaded) decides.
 - ``round_robin``: the next candidate with room, in URL order: the baseline a Kubernetes
   Service gives, kept for comparison.
 """
@@ -24,12 +29,19 @@ from __future__ import annotations
 
 import hashlib
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-PolicyName = Literal["least_loaded", "session_affinity", "round_robin"]
-POLICIES: tuple[PolicyName, ...] = ("least_loaded", "session_affinity", "round_robin")
+from query_engine.prompts import SOURCE_CLOSE  # each source is framed; the first one ends here
+
+PolicyName = Literal["least_loaded", "session_affinity", "prefix_affinity", "round_robin"]
+POLICIES: tuple[PolicyName, ...] = (
+    "least_loaded",
+    "session_affinity",
+    "prefix_affinity",
+    "round_robin",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +66,7 @@ class Candidate:
 class RouteRequest:
     session_id: str | None = None
     sequence: int = 0  # how many requests the pool has routed before: round-robin's position
+    prefix_key: str | None = None  # a hash of the prompt's stable prefix (see prefix_key_of)
 
 
 def choose(
@@ -67,7 +80,10 @@ def choose(
     if policy == "round_robin":
         return round_robin(candidates, request)
     if policy == "session_affinity":
-        return session_affine(candidates, request, rng, max_load=affinity_max_load)
+        return affine(candidates, request.session_id, rng, max_load=affinity_max_load)
+    if policy == "prefix_affinity":
+        key = request.prefix_key or request.session_id
+        return affine(candidates, key, rng, max_load=affinity_max_load)
     return least_loaded(candidates, rng)
 
 
@@ -93,21 +109,28 @@ def round_robin(candidates: Sequence[Candidate], request: RouteRequest) -> Candi
     return None
 
 
-def session_affine(
+def affine(
     candidates: Sequence[Candidate],
-    request: RouteRequest,
+    key: str | None,
     rng: random.Random,
     *,
     max_load: float,
 ) -> Candidate | None:
-    if not request.session_id or not candidates:
+    """The key's home server (rendezvous hashing) unless it is overloaded; else least-loaded."""
+    if not key or not candidates:
         return least_loaded(candidates, rng)
-    home = max(candidates, key=lambda c: rendezvous_weight(request.session_id or "", c.url))
+    home = max(candidates, key=lambda c: rendezvous_weight(key, c.url))
     if not _overloaded(home, max_load):
         return home
     return least_loaded([c for c in candidates if c.url != home.url], rng) or (
         home if home.has_room else None
     )
+
+
+def session_affine(
+    candidates: Sequence[Candidate], request: RouteRequest, rng: random.Random, *, max_load: float
+) -> Candidate | None:
+    return affine(candidates, request.session_id, rng, max_load=max_load)
 
 
 def _overloaded(candidate: Candidate, max_load: float) -> bool:
@@ -121,3 +144,20 @@ def _overloaded(candidate: Candidate, max_load: float) -> bool:
 def rendezvous_weight(key: str, url: str) -> int:
     digest = hashlib.blake2b(f"{key}\x00{url}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big")
+
+
+PREFIX_CHARS = 2048  # of the last message at most: the best source comes first there
+
+
+def prefix_key_of(messages: Sequence[Mapping[str, Any]]) -> str | None:
+    """A hash of what requests answered from the same best source share: every message but the
+    last, and the start of the last up to the end of its first source (the question comes
+    after the sources). None for a prompt too short to be worth keeping together."""
+    texts = [str(m.get("content") or "") for m in messages]
+    if not texts or sum(len(t) for t in texts) < PREFIX_CHARS // 4:
+        return None
+    last = texts[-1][:PREFIX_CHARS]
+    if (end := last.find(SOURCE_CLOSE)) >= 0:
+        last = last[: end + len(SOURCE_CLOSE)]
+    shared = "\x00".join([*texts[:-1], last])
+    return hashlib.blake2b(shared.encode(), digest_size=8).hexdigest()

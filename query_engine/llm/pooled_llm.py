@@ -22,6 +22,7 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from llama_index.core.base.llms.types import (
@@ -39,6 +40,7 @@ from llama_index.core.bridge.pydantic import Field, PrivateAttr
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.custom import CustomLLM
 
+from query_engine.llm.policy import prefix_key_of
 from query_engine.llm.pool import LLMPool, PoolStream, Route
 from query_engine.llm.transport import delta_text
 
@@ -107,16 +109,22 @@ class PooledLLM(CustomLLM):
 
     # ------------------------------------------------------------------ async
 
+    def _route_for(self, body: Mapping[str, Any]) -> Route:
+        """This request's route: its prompt's prefix joins the session and model."""
+        return replace(self.route, prefix_key=prefix_key_of(body["messages"]))
+
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        raw = await self._pool.chat(self._body(messages, kwargs), self.route)
+        body = self._body(messages, kwargs)
+        raw = await self._pool.chat(body, self._route_for(body))
         return ChatResponse(message=_answer_message(raw), raw=raw)
 
     @llm_chat_callback()
     async def astream_chat(
         self, messages: Sequence[ChatMessage], **kwargs: Any
     ) -> ChatResponseAsyncGen:
-        stream = await self._pool.stream_chat(self._body(messages, kwargs), self.route)
+        body = self._body(messages, kwargs)
+        stream = await self._pool.stream_chat(body, self._route_for(body))
         return _chat_deltas(stream)
 
     @llm_completion_callback()
@@ -130,7 +138,8 @@ class PooledLLM(CustomLLM):
     async def astream_complete(
         self, prompt: str, formatted: bool = False, **kwargs: Any
     ) -> CompletionResponseAsyncGen:
-        stream = await self._pool.stream_chat(self._body([_user(prompt)], kwargs), self.route)
+        body = self._body([_user(prompt)], kwargs)
+        stream = await self._pool.stream_chat(body, self._route_for(body))
         return _completion_deltas(stream)
 
     # ------------------------------------------------------------------ sync

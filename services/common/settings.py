@@ -220,7 +220,7 @@ class LLMSettings(BaseModel):
         60.0, gt=0, le=3600, description="a stream with no token by then fails over (or fails)"
     )
     request_timeout_s: float = Field(120.0, gt=0, le=3600, description="whole LLM request")
-    policy: Literal["least_loaded", "session_affinity", "round_robin"] = Field(
+    policy: Literal["least_loaded", "session_affinity", "prefix_affinity", "round_robin"] = Field(
         "least_loaded", description="how an endpoint is chosen for each request"
     )
     max_in_flight: int = Field(

@@ -37,6 +37,7 @@ class Route:
 
     model: str
     session_id: str | None = None
+    prefix_key: str | None = None  # the prompt's stable prefix, for ``prefix_affinity``
 
 
 def request_headers(config: PoolConfig) -> dict[str, str]:

@@ -122,7 +122,7 @@ class Dispatcher:
         chosen = choose(
             self._config.policy,
             candidates,
-            RouteRequest(route.session_id, self._sequence),
+            RouteRequest(route.session_id, self._sequence, route.prefix_key),
             self._rng,
             affinity_max_load=self._config.affinity_max_load,
         )

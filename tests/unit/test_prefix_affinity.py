@@ -1,0 +1,69 @@
+"""prefix_affinity: prompts that share a prefix (system prompt, then the same best source) go
+to one server while it has room; the key ignores the question at the end of the prompt."""
+
+from __future__ import annotations
+
+import random
+
+from query_engine.llm.policy import Candidate, RouteRequest, choose, prefix_key_of
+from query_engine.prompts import PromptSource, build_messages
+
+
+def cand(url: str, in_flight: int = 0, cap: int = 10, **stats: float) -> Candidate:
+    return Candidate(url=url, in_flight=in_flight, max_in_flight=cap, **stats)
+
+
+def prompt(question: str, first_source: str, second_source: str = "other") -> list[dict[str, str]]:
+    sources = [
+        PromptSource(n=1, title="규정", section="", text=first_source * 40),
+        PromptSource(n=2, title="manual", section="", text=second_source * 40),
+    ]
+    return [
+        {"role": m.role.value, "content": m.content or ""}
+        for m in build_messages(question, sources)
+    ]
+
+
+def test_prompts_with_the_same_best_source_share_a_key_whatever_the_question() -> None:
+    article = "제8조(일비) 국내 출장의 일비는 1일 50,000원으로 한다. "
+    one = prefix_key_of(prompt("일비는 얼마인가요?", article))
+    other = prefix_key_of(prompt("임원의 일비는?", article, second_source="different"))
+    elsewhere = prefix_key_of(prompt("일비는 얼마인가요?", "Article 9 covers lodging. "))
+    assert one is not None and one == other
+    assert elsewhere != one
+
+
+def test_a_short_prompt_has_no_prefix_worth_keeping_together() -> None:
+    assert prefix_key_of([{"role": "user", "content": "hi"}]) is None
+
+
+def test_one_prefix_goes_to_one_server_and_many_prefixes_spread() -> None:
+    servers = [cand(f"http://vllm-{i}:8000/v1") for i in range(4)]
+    rng = random.Random(0)
+    homes = {
+        choose("prefix_affinity", servers, RouteRequest(prefix_key="abc", sequence=n), rng).url  # type: ignore[union-attr]
+        for n in range(20)
+    }
+    assert len(homes) == 1
+    spread = {
+        choose("prefix_affinity", servers, RouteRequest(prefix_key=f"k{n}"), rng).url  # type: ignore[union-attr]
+        for n in range(200)
+    }
+    assert len(spread) == 4
+
+
+def test_an_overloaded_home_gives_way_to_the_least_loaded_other() -> None:
+    servers = [cand(f"s{i}") for i in range(3)]
+    request = RouteRequest(prefix_key="hot-source")
+    home = choose("prefix_affinity", servers, request, random.Random(0)).url  # type: ignore[union-attr]
+    loaded = [cand(s.url, in_flight=9) if s.url == home else s for s in servers]
+    moved = choose("prefix_affinity", loaded, request, random.Random(0))
+    assert moved is not None and moved.url != home
+
+
+def test_without_a_prefix_the_session_then_the_load_decides() -> None:
+    servers = [cand("a", in_flight=5), cand("b")]
+    by_session = choose("prefix_affinity", servers, RouteRequest(session_id="s1"), random.Random(0))
+    same = choose("session_affinity", servers, RouteRequest(session_id="s1"), random.Random(0))
+    assert by_session == same
+    assert choose("prefix_affinity", servers, RouteRequest(), random.Random(0)) == servers[1]
