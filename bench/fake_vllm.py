@@ -8,9 +8,12 @@ reproduced and the rest is left out:
 - at most ``--max-num-seqs`` requests generate at once (vLLM's batch slots); the others wait
   in FIFO order, and ``/metrics`` reports both counts with vLLM's own metric names;
 - a request first prefills its prompt (``--prefill-rate`` tokens/s, prompt tokens estimated at
-  4 characters each; a prompt prefix seen recently is served from the "KV cache" and skipped),
-  then writes exactly ``max_tokens`` tokens at ``--token-rate`` tokens/s; the prefix cache holds
-  ``--prefix-cache-entries`` prompts (8: a few long conversations per server);
+  4 characters each), then writes exactly ``max_tokens`` tokens at ``--token-rate`` tokens/s;
+  the prompt's longest prefix already in the "KV cache" is not prefilled again. Like vLLM's
+  automatic prefix caching the cache holds blocks (64 characters, about 16 tokens) chained by
+  hash, so two prompts share exactly the blocks of their common prefix; it keeps
+  ``--prefix-cache-blocks`` of them, least recently used out (1,500: about 24k tokens, a few
+  long conversations or a few dozen RAG prompts per server);
 - ``--slowdown`` multiplies every time (a replica on a slower or busier GPU);
 - ``/health``, ``/v1/models`` (``--models``, e.g. a base model and LoRA adapters) and
   ``/v1/chat/completions``, JSON or SSE in vLLM's chunk format.
@@ -43,9 +46,12 @@ class FakeConfig:
     slowdown: float = 1.0
     chunk_tokens: int = 4  # tokens per SSE event (fewer events, less CPU for the benchmark)
     models: tuple[str, ...] = ("smollm2",)
-    # long prompt prefixes the "KV cache" keeps (LRU): a real server's cache holds a few long
+    # prompt blocks the "KV cache" keeps (LRU): a real server's cache holds a few long
     # conversations, so requests of one conversation spread over many servers mostly miss
-    prefix_cache_entries: int = 8
+    prefix_cache_blocks: int = 1500
+
+
+BLOCK_CHARS = 64
 
 
 class FakeEngine:
@@ -55,18 +61,27 @@ class FakeEngine:
         self.running = 0
         self.waiting = 0
         self.finished = 0
-        self.prefixes: OrderedDict[str, None] = OrderedDict()
+        self.blocks: OrderedDict[bytes, None] = OrderedDict()
+        self.prompt_chars = 0
+        self.cached_chars = 0
 
     def prefill_s(self, messages: list[dict[str, Any]]) -> float:
-        """Prompt processing time; a prefix (all but the last message) seen recently is cached."""
-        texts = [str(m.get("content") or "") for m in messages]
-        prefix_key = hashlib.blake2b("\x00".join(texts[:-1]).encode(), digest_size=8).hexdigest()
-        cached = len(texts) > 1 and prefix_key in self.prefixes
-        self.prefixes[prefix_key] = None
-        self.prefixes.move_to_end(prefix_key)
-        while len(self.prefixes) > self.config.prefix_cache_entries:
-            self.prefixes.popitem(last=False)
-        chars = len(texts[-1]) if cached else sum(len(t) for t in texts)
+        """Prompt processing time of the part of the prompt not already cached."""
+        text = "\x00".join(str(m.get("content") or "") for m in messages)
+        chain, digest = [], b""
+        for start in range(0, len(text) - BLOCK_CHARS + 1, BLOCK_CHARS):  # whole blocks only
+            block = text[start : start + BLOCK_CHARS].encode()
+            digest = hashlib.blake2b(digest + block, digest_size=8).digest()
+            chain.append(digest)
+        hits = next((i for i, d in enumerate(chain) if d not in self.blocks), len(chain))
+        for digest in chain:
+            self.blocks[digest] = None
+            self.blocks.move_to_end(digest)
+        while len(self.blocks) > self.config.prefix_cache_blocks:
+            self.blocks.popitem(last=False)
+        self.prompt_chars += len(text)
+        self.cached_chars += hits * BLOCK_CHARS
+        chars = len(text) - hits * BLOCK_CHARS
         return (chars / 4) / self.config.prefill_rate * self.config.slowdown
 
     def token_s(self) -> float:
@@ -98,6 +113,11 @@ class FakeEngine:
             f"vllm:kv_cache_usage_perc{labels} {usage}\n"
             "# TYPE vllm:request_success_total counter\n"
             f"vllm:request_success_total{labels} {float(self.finished)}\n"
+            # characters, not tokens: the fake has no tokenizer (vLLM counts tokens)
+            "# TYPE vllm:prefix_cache_queries counter\n"
+            f"vllm:prefix_cache_queries{labels} {float(self.prompt_chars)}\n"
+            "# TYPE vllm:prefix_cache_hits counter\n"
+            f"vllm:prefix_cache_hits{labels} {float(self.cached_chars)}\n"
         )
 
 
@@ -193,7 +213,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--slowdown", type=float, default=1.0)
     parser.add_argument("--chunk-tokens", type=int, default=4)
     parser.add_argument("--models", default="smollm2", help="comma-separated served models")
-    parser.add_argument("--prefix-cache-entries", type=int, default=8)
+    parser.add_argument("--prefix-cache-blocks", type=int, default=1500)
     args = parser.parse_args(argv)
     config = FakeConfig(
         max_num_seqs=args.max_num_seqs,
@@ -202,7 +222,7 @@ def main(argv: list[str] | None = None) -> None:
         slowdown=args.slowdown,
         chunk_tokens=args.chunk_tokens,
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
-        prefix_cache_entries=args.prefix_cache_entries,
+        prefix_cache_blocks=args.prefix_cache_blocks,
     )
     uvicorn.run(
         build_app(config), host=args.host, port=args.port, log_level="warning", access_log=False

@@ -21,7 +21,7 @@ from bench._common import median, percentile
 from docqa_core.errors import DependencyUnavailable, RateLimited
 from query_engine.llm.breaker import BreakerConfig
 from query_engine.llm.endpoints import StaticDiscovery
-from query_engine.llm.policy import PolicyName
+from query_engine.llm.policy import PolicyName, prefix_key_of
 from query_engine.llm.pool import LLMPool, PoolConfig, Route
 from query_engine.llm.pooled_llm import PooledLLM
 
@@ -116,7 +116,7 @@ def pool_config(policy: PolicyName) -> PoolConfig:
 
 async def one_request(pool: LLMPool, job: Job, policy: PolicyName, result: LoadResult) -> None:
     body = {"messages": job.messages, "max_tokens": job.max_tokens, "temperature": 0}
-    route = Route(MODEL, job.session if policy == "session_affinity" else None)
+    route = route_for(job, policy)
     started = time.perf_counter()
     try:
         if job.stream:
@@ -135,6 +135,13 @@ async def one_request(pool: LLMPool, job: Job, policy: PolicyName, result: LoadR
         result.failed[f"{kind}:{type(exc).__name__}"] += 1
         return
     result.latencies_ms.append((time.perf_counter() - started) * 1000)
+
+
+def route_for(job: Job, policy: PolicyName) -> Route:
+    """What ``PooledLLM`` sends the pool: the session, and the prompt's prefix key."""
+    affine = policy in ("session_affinity", "prefix_affinity")
+    prefix = prefix_key_of(job.messages) if policy == "prefix_affinity" else None
+    return Route(MODEL, job.session if affine and job.session else None, prefix)
 
 
 async def open_loop(

@@ -119,6 +119,27 @@ EMBEDDING = rs.blocks(
 )
 
 
+PREFIX_INTRO = """\
+Prefix-aware routing on a RAG workload over simulated vLLM replicas (`bench/fake_vllm.py` with a \
+block-level prefix cache like vLLM's): docqa's own prompt format, the best source drawn with \
+Zipf popularity, a new question each time, every request streamed; the same open-loop arrivals \
+for each policy, each on a fresh (cold) cluster. `cache share` is the share of prompt characters \
+the replicas' caches served."""
+PREFIX = rs.blocks(
+    "{jobs:0} requests at {offered_rps:1} rps over {replicas:0} replicas, {documents:0} chunks, "
+    "prefill {prefill_tokens_per_s:0} tokens/s, {cache_blocks_per_replica:0} cache blocks a "
+    "replica. Least-loaded over prefix-affinity: TTFT p99 "
+    "{ttft_p99_ratio_least_loaded_over_prefix_affinity}x, latency p99 "
+    "{p99_ratio_least_loaded_over_prefix_affinity}x.",
+    rs.Table(
+        "policy",
+        "policies",
+        "TTFT p50 ms=ttft_p50_ms:0; TTFT p99 ms=ttft_p99_ms:0; p50 ms=p50_ms:0; p99 ms=p99_ms:0; "
+        "cache share=cache_share:3; ok=ok:0; requests=requests:0",
+    ),
+)
+
+
 SECTIONS = (
     Section("Load", ("load",), load, intro=LOAD_INTRO),
     Section(
@@ -135,4 +156,5 @@ SECTIONS = (
         EMBEDDING,
         intro=EMBEDDING_INTRO,
     ),
+    Section("LLM pool: prefix-aware routing", ("pool_prefix",), PREFIX, intro=PREFIX_INTRO),
 )

@@ -57,6 +57,7 @@ CONDENSE_PROMPT = (
 )
 
 TRUNCATION_MARK = " …"
+SOURCE_OPEN = "<source "
 SOURCE_CLOSE = "</source>"
 # "\n" after the opening tag's header line and "\n" before the closing tag, in every source
 SOURCE_FRAME_NEWLINE_TOKENS = 2
@@ -120,7 +121,7 @@ def source_header(source: PromptSource) -> str:
     label = source.title or "untitled"
     if source.section:
         label += f" — {source.section}"
-    return f'<source id="{source.n}">\n[{source.n}] {quote_document_text(label)}'
+    return f'{SOURCE_OPEN}id="{source.n}">\n[{source.n}] {quote_document_text(label)}'
 
 
 def format_source(source: PromptSource) -> str:

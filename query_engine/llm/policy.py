@@ -14,13 +14,14 @@ does I/O or keeps state: randomness comes in as ``rng`` and the round-robin posi
 - ``session_affinity``: a conversation stays on one server so its prompt prefix stays in that
   server's KV cache. Rendezvous hashing (highest hash of session id and URL wins) is consistent:
   adding or removing a server moves only the sessions that lived there. When the session's
-  server is loaded beyond ``affinity_max_load`` of its capacity, or queues requests itself,
-  the request goes to the least loaded of the others.
+  server is loaded beyond ``affinity_max_load`` of its capacity, queues requests itself, or
+  carries more than its share (1.5 times the mean load: bounded-load consistent hashing), the
+  request goes to the least loaded of the others.
 - ``prefix_affinity``: the same, keyed by the prompt's prefix instead of the session: RAG
   prompts are prefix-stable (system prompt, then the sources best first, then the question), so
   questions answered from the same top source share a long prefix, and sending them to one
-  server lets its prefix cache skip that prefill. Same load bound as ``session_affinity``;
-  without a prefix key the session (then least-loaded) decides.
+  server lets its prefix cache skip that prefill. Same load bounds as ``session_affinity``; a
+  conversation's session decides before the prefix, and without either, least-loaded.
 - ``round_robin``: the next candidate with room, in URL order: the baseline a Kubernetes
   Service gives, kept for comparison.
 """
@@ -33,7 +34,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from query_engine.prompts import SOURCE_CLOSE  # each source is framed; the first one ends here
+from query_engine.prompts import SOURCE_CLOSE, SOURCE_OPEN  # how docqa frames each source
 
 PolicyName = Literal["least_loaded", "session_affinity", "prefix_affinity", "round_robin"]
 POLICIES: tuple[PolicyName, ...] = (
@@ -82,7 +83,9 @@ def choose(
     if policy == "session_affinity":
         return affine(candidates, request.session_id, rng, max_load=affinity_max_load)
     if policy == "prefix_affinity":
-        key = request.prefix_key or request.session_id
+        # a conversation's history grows every turn, so its prefix key would too: the session
+        # keeps it on the server that holds the earlier turns
+        key = request.session_id or request.prefix_key
         return affine(candidates, key, rng, max_load=affinity_max_load)
     return least_loaded(candidates, rng)
 
@@ -116,11 +119,12 @@ def affine(
     *,
     max_load: float,
 ) -> Candidate | None:
-    """The key's home server (rendezvous hashing) unless it is overloaded; else least-loaded."""
+    """The key's home server (rendezvous hashing) unless it is overloaded or more loaded than
+    its share; else least-loaded."""
     if not key or not candidates:
         return least_loaded(candidates, rng)
     home = max(candidates, key=lambda c: rendezvous_weight(key, c.url))
-    if not _overloaded(home, max_load):
+    if not _overloaded(home, max_load) and not _above_its_share(home, candidates):
         return home
     return least_loaded([c for c in candidates if c.url != home.url], rng) or (
         home if home.has_room else None
@@ -131,6 +135,17 @@ def session_affine(
     candidates: Sequence[Candidate], request: RouteRequest, rng: random.Random, *, max_load: float
 ) -> Candidate | None:
     return affine(candidates, request.session_id, rng, max_load=max_load)
+
+
+# "consistent hashing with bounded loads": a home takes one more request only while its load
+# stays within (1 + this) times the mean, so a hot key cannot queue on one server while others
+# idle (what vLLM's /metrics say comes up to a scrape late; our own in-flight count does not)
+BOUNDED_LOAD_SLACK = 0.5
+
+
+def _above_its_share(home: Candidate, candidates: Sequence[Candidate]) -> bool:
+    mean = sum(c.load + c.waiting for c in candidates) / len(candidates)
+    return home.load + home.waiting + 1 > max((1 + BOUNDED_LOAD_SLACK) * mean, mean + 1)
 
 
 def _overloaded(candidate: Candidate, max_load: float) -> bool:
@@ -146,7 +161,18 @@ def rendezvous_weight(key: str, url: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-PREFIX_CHARS = 2048  # of the last message at most: the best source comes first there
+PREFIX_CHARS = 2048  # of the best source at most, which comes first in the last message
+
+
+def first_source_of(message: str) -> str:
+    """The message up to the end of its first source frame (at most PREFIX_CHARS of the
+    source); "" when it has no source near its start: then it is the question itself, which
+    no other request shares."""
+    start = message.find(SOURCE_OPEN, 0, 256)
+    if start < 0:
+        return ""
+    end = message.find(SOURCE_CLOSE, start, start + PREFIX_CHARS)
+    return message[: end + len(SOURCE_CLOSE) if end >= 0 else start + PREFIX_CHARS]
 
 
 def prefix_key_of(messages: Sequence[Mapping[str, Any]]) -> str | None:
@@ -154,10 +180,10 @@ def prefix_key_of(messages: Sequence[Mapping[str, Any]]) -> str | None:
     last, and the start of the last up to the end of its first source (the question comes
     after the sources). None for a prompt too short to be worth keeping together."""
     texts = [str(m.get("content") or "") for m in messages]
-    if not texts or sum(len(t) for t in texts) < PREFIX_CHARS // 4:
+    if not texts:
         return None
-    last = texts[-1][:PREFIX_CHARS]
-    if (end := last.find(SOURCE_CLOSE)) >= 0:
-        last = last[: end + len(SOURCE_CLOSE)]
+    last = first_source_of(texts[-1])
     shared = "\x00".join([*texts[:-1], last])
+    if len(shared) < PREFIX_CHARS // 4:
+        return None
     return hashlib.blake2b(shared.encode(), digest_size=8).hexdigest()

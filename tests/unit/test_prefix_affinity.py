@@ -61,9 +61,42 @@ def test_an_overloaded_home_gives_way_to_the_least_loaded_other() -> None:
     assert moved is not None and moved.url != home
 
 
-def test_without_a_prefix_the_session_then_the_load_decides() -> None:
-    servers = [cand("a", in_flight=5), cand("b")]
-    by_session = choose("prefix_affinity", servers, RouteRequest(session_id="s1"), random.Random(0))
-    same = choose("session_affinity", servers, RouteRequest(session_id="s1"), random.Random(0))
-    assert by_session == same
-    assert choose("prefix_affinity", servers, RouteRequest(), random.Random(0)) == servers[1]
+def test_a_session_decides_before_the_prefix_and_without_either_the_load() -> None:
+    servers = [cand(f"s{i}") for i in range(6)]
+    by_session = {
+        choose(
+            "prefix_affinity", servers, RouteRequest("conv", prefix_key=f"k{n}"), random.Random(n)
+        )
+        for n in range(10)
+    }  # its history grows each turn, so its prefix key changes: the session keeps it home
+    same = choose("session_affinity", servers, RouteRequest("c"), random.Random(0))
+    assert by_session == {same}
+    loaded = [cand("a", in_flight=5), cand("b")]
+    assert choose("prefix_affinity", loaded, RouteRequest(), random.Random(0)) == loaded[1]
+
+
+def test_a_question_without_sources_shares_only_the_messages_before_it() -> None:
+    history = [{"role": "system", "content": "rules " * 200}]
+    one = prefix_key_of([*history, {"role": "user", "content": "first question"}])
+    two = prefix_key_of([*history, {"role": "user", "content": "another question"}])
+    assert one is not None and one == two
+
+
+def test_a_source_longer_than_the_prefix_is_keyed_by_its_beginning() -> None:
+    long_article = "제9조(숙박비) 숙박비는 실비로 정산한다. " * 200  # far past PREFIX_CHARS
+    one = prefix_key_of(prompt("숙박비 상한은?", long_article, second_source="a"))
+    two = prefix_key_of(prompt("실비 정산은?", long_article, second_source="b"))
+    assert one is not None and one == two
+
+
+def test_a_hot_prefix_spills_once_its_home_carries_more_than_its_share() -> None:
+    # vLLM's own queue is not reported yet (stale /metrics): our in-flight count bounds it
+    servers = [cand(f"s{i}") for i in range(4)]
+    request = RouteRequest(prefix_key="popular-article")
+    home = choose("prefix_affinity", servers, request, random.Random(0)).url  # type: ignore[union-attr]
+    busy = [cand(s.url, in_flight=3 if s.url == home else 1) for s in servers]
+    # mean load 1.5: the home may hold max(1.5 x 1.5, 1.5 + 1) = 2.5, and 3 + 1 is more
+    moved = choose("prefix_affinity", busy, request, random.Random(0))
+    assert moved is not None and moved.url != home
+    even = [cand(s.url, in_flight=2) for s in servers]
+    assert choose("prefix_affinity", even, request, random.Random(0)).url == home  # type: ignore[union-attr]
