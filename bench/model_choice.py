@@ -187,6 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--models", default=",".join(local_models.LOCAL_MODELS))
     parser.add_argument("--sets", default="en_xquad,ko_answers")
     parser.add_argument("--limit", type=int, default=8, help="questions per set")
+    parser.add_argument("--results-name", default="model_choice", help="bench/results/NAME.json")
     args = parser.parse_args(argv)
     set_dirs = set_dirs_named(args.sets.split(","))
     rows = [
@@ -196,7 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = ["model", "weights s", "start s", "RSS MB", "TTFT p50 ms", "tokens/s"]
     keys = ["model", "weights_s", "start_s", "rss_mb", "ttft_p50_ms", "tokens_per_s_p50"]
     print(table(header, [[r[k] for k in keys] for r in rows], 1))
-    path = write_results("model_choice", {"sets": args.sets, "limit": args.limit, "models": rows})
+    data = {"sets": args.sets, "limit": args.limit, "models": rows}
+    path = write_results(args.results_name, data)
     print(f"wrote {path}\nrestore the stack: make down && make up")
     return 0
 
