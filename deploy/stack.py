@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 
-from deploy import processes, vllm_cpu
+from deploy import local_models, processes, vllm_cpu
 from deploy.install import Log, ensure_redis_server
 from deploy.processes import ProcessSpec
 
@@ -50,7 +50,7 @@ class StackPaths:
 
     @property
     def model_dir(self) -> Path:
-        return self.home / "models" / "smollm2-135m-instruct"
+        return self.home / "models" / up_model().model_dir_name
 
     @property
     def downloads(self) -> Path:
@@ -131,7 +131,10 @@ def vllm_replica_name(index: int) -> str:
     return "vllm" if index == 0 else f"vllm-{index + 1}"
 
 
-LOCAL_ANSWER_MODE = "extractive"
+def up_model() -> local_models.LocalModel:
+    """The local model ``make up`` serves: ``DOCQA_UP_MODEL`` (a name in
+    ``deploy.local_models.LOCAL_MODELS``), SmolLM2-135M by default."""
+    return local_models.local_model(os.environ.get("DOCQA_UP_MODEL", "").strip() or "smollm2")
 
 
 def external_llm_env() -> dict[str, str] | None:
@@ -155,7 +158,7 @@ def setup(paths: StackPaths, log: Log = print) -> tuple[Path, Path]:
     pip_args = shlex.split(os.environ.get("DOCQA_VLLM_PIP_ARGS", ""))
     python = vllm_cpu.ensure_venv(paths.vllm_venv, log=log, pip_args=pip_args)
     model_dir = vllm_cpu.ensure_weights(
-        python, paths.model_dir, download_dir=paths.downloads, log=log
+        python, paths.model_dir, download_dir=paths.downloads, log=log, spec=up_model()
     )
     return python, model_dir
 
@@ -208,7 +211,12 @@ def vllm_spec(
     return ProcessSpec(
         name=name,
         command=vllm_cpu.serve_command(
-            python, paths.model_dir, host="127.0.0.1", port=port, dtype=vllm_cpu.local_dtype()
+            python,
+            paths.model_dir,
+            host="127.0.0.1",
+            port=port,
+            dtype=vllm_cpu.local_dtype(),
+            served_model_name=up_model().served_name,
         ),
         log_path=paths.logs / f"{name}.log",
         pid_path=paths.run / f"{name}.pid",
@@ -223,10 +231,10 @@ def service_env(
     # the query service's vLLM pool spreads requests over every replica
     local_llm = {
         "DOCQA_LLM_ENDPOINTS": ",".join(endpoints),
-        "DOCQA_LLM_MODEL": vllm_cpu.SERVED_MODEL_NAME,
-        # measured with the bundled SmolLM2 (bench/results/answer_eval.json): extractive answers
-        # contain the gold answer at least as often as auto's, at a fraction of the latency
-        "DOCQA_ANSWER_MODE": os.environ.get("DOCQA_ANSWER_MODE", LOCAL_ANSWER_MODE),
+        "DOCQA_LLM_MODEL": up_model().served_name,
+        # per model, from bench.model_choice: with SmolLM2 extractive answers contain the gold
+        # answer at least as often as auto's, at a fraction of the latency
+        "DOCQA_ANSWER_MODE": os.environ.get("DOCQA_ANSWER_MODE", up_model().answer_mode),
     }
     return {
         **SERVICE_THREAD_ENV,

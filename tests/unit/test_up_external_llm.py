@@ -11,7 +11,13 @@ import pytest
 from deploy import stack
 
 KEYS = {"DOCQA_QUERY_KEY": "q" * 30, "DOCQA_ADMIN_KEY": "a" * 30}
-LLM_VARS = ("DOCQA_LLM_ENDPOINTS", "DOCQA_LLM_MODEL", "DOCQA_LLM_API_KEY", "DOCQA_ANSWER_MODE")
+LLM_VARS = (
+    "DOCQA_LLM_ENDPOINTS",
+    "DOCQA_LLM_MODEL",
+    "DOCQA_LLM_API_KEY",
+    "DOCQA_ANSWER_MODE",
+    "DOCQA_UP_MODEL",
+)
 
 
 @pytest.fixture(autouse=True)
