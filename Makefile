@@ -42,10 +42,12 @@ unit: venv
 # and bench.soak use it; bench.report rewrites BENCHMARKS.md from the results.
 bench: setup
 	$(VENV)/bin/python -m bench.pool --quick
+	$(VENV)/bin/python -m bench.pool_prefix
 	$(VENV)/bin/python -m bench.faq
 	$(VENV)/bin/python -m bench.retrieval_eval
 	$(VENV)/bin/python -m bench.ingest
 	$(VENV)/bin/python -m bench.query --up
+	$(VENV)/bin/python -m bench.query_embedding
 	$(VENV)/bin/python -m bench.load
 	$(VENV)/bin/python -m bench.soak --quick
 	$(VENV)/bin/python -m bench.rate_limit
