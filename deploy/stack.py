@@ -166,7 +166,12 @@ def setup(paths: StackPaths, log: Log = print) -> tuple[Path, Path]:
 # ---------------------------------------------------------------------------- process specs
 
 
-def redis_spec(paths: StackPaths, port: int, *, name: str = "redis") -> ProcessSpec:
+def redis_spec(
+    paths: StackPaths, port: int, *, name: str = "redis", persist: bool = False
+) -> ProcessSpec:
+    """``persist``: an append-only file under ``paths.data/<name>`` keeps API keys, FAQ entries,
+    jobs and index versions across a restart (``make down``/``up``); tests and benchmarks start
+    a throw-away Redis without one."""
     return ProcessSpec(
         name=name,
         command=[
@@ -174,7 +179,7 @@ def redis_spec(paths: StackPaths, port: int, *, name: str = "redis") -> ProcessS
             "--port", str(port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            *_redis_persistence(paths.data / name if persist else None),
             # caches, embeddings, sessions and rate counters all carry a TTL: under memory
             # pressure those go first (least recently used), never keys, FAQ, jobs or versions
             "--maxmemory", REDIS_MAXMEMORY,
@@ -184,6 +189,13 @@ def redis_spec(paths: StackPaths, port: int, *, name: str = "redis") -> ProcessS
         log_path=paths.logs / f"{name}.log",
         pid_path=paths.run / f"{name}.pid",
     )  # fmt: skip
+
+
+def _redis_persistence(data_dir: Path | None) -> list[str]:
+    if data_dir is None:
+        return ["--appendonly", "no"]
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return ["--dir", str(data_dir), "--appendonly", "yes", "--appendfsync", "everysec"]
 
 
 def milvus_spec(
@@ -409,7 +421,7 @@ def up(
         for i, port in enumerate(ports.vllm_replica_ports(replicas))
     ]
     plan += [
-        (redis_spec(paths, ports.redis), ports.redis, redis_ready(ports.redis), 30.0),
+        (redis_spec(paths, ports.redis, persist=True), ports.redis, redis_ready(ports.redis), 30.0),
         (milvus_spec(paths, ports.milvus), ports.milvus, milvus_ready(ports.milvus), 60.0),
     ]
     _start_and_wait(plan, log)
