@@ -11,16 +11,19 @@ one retrieves the same chunks), a random chunk otherwise. Every request is strea
 save — is most of the latency. The fakes prefill 2,000 tokens/s and hold ``CACHE_BLOCKS``
 cache blocks each: the whole corpus's prompts do not fit in one replica's cache, a quarter do.
 
-Policies: ``round_robin``, ``least_loaded`` (the default) and ``prefix_affinity``, the same
-open-loop arrivals for each. Prints and writes ``bench/results/pool_prefix.json``: TTFT and
-latency p50/p99 per policy, the share of prompt characters the replicas' caches served, and
-the ratios of least-loaded's figures over prefix-affinity's.
+Policies: ``round_robin``, ``least_loaded`` (the default) and ``prefix_affinity`` of docqa's
+pool, and vllm-router's ``round_robin``, ``power_of_two`` and ``cache_aware``
+(``bench/pool_router.py``; ``--no-router`` skips them), the same open-loop arrivals for each.
+Prints and writes ``bench/results/pool_prefix.json``: TTFT and latency p50/p99 per policy, the
+share of prompt characters the replicas' caches served, and the ratios of the baselines' figures
+over prefix-affinity's.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import re
 import shutil
@@ -32,9 +35,11 @@ from typing import Any
 
 import httpx
 
+from bench import pool_router
 from bench._common import percentile, ratio, table, write_results
 from bench.pool import start_fakes
 from bench.pool_load import Job, open_loop
+from deploy import processes
 from query_engine.llm.policy import PolicyName
 from query_engine.prompts import PromptSource, build_messages
 
@@ -106,19 +111,30 @@ def _metric(text: str, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def run_policy(policy: PolicyName, jobs: list[Job], args: argparse.Namespace) -> dict[str, Any]:
-    """A fresh cluster (cold caches) per policy, the same jobs."""
-    runtime = Path(tempfile.mkdtemp(prefix=f"docqa-bench-prefix-{policy}-"))
+def run_policy(policy: str, jobs: list[Job], args: argparse.Namespace) -> dict[str, Any]:
+    """A fresh cluster (cold caches) per policy, the same jobs; ``vllm-router:<policy>`` sends
+    them through vllm-router instead of docqa's pool."""
+    runtime = Path(tempfile.mkdtemp(prefix="docqa-bench-prefix-"))
     cluster = start_fakes(
         runtime, [1.0] * args.replicas, prefill_rate=PREFILL_RATE, prefix_cache_blocks=CACHE_BLOCKS
     )
+    router: Any = None
     try:
-        result = asyncio.run(open_loop(cluster.urls, policy, jobs))
+        if policy.startswith("vllm-router:"):
+            binary = pool_router.ensure_router()
+            router, url = pool_router.start_router(
+                binary, cluster.urls, policy.split(":", 1)[1], runtime
+            )
+            result = asyncio.run(pool_router.open_loop(url, jobs))
+        else:
+            result = asyncio.run(open_loop(cluster.urls, policy, jobs))  # type: ignore[arg-type]
         row = result.row()
         row["ttft_p99_ms"] = round(percentile(result.ttft_ms, 99), 1)
         row["cache_share"] = round(cache_share(cluster.urls), 3)
         return row
     finally:
+        if router is not None:
+            processes.stop(router.pid_path)
         cluster.stop()
         shutil.rmtree(runtime, ignore_errors=True)
 
@@ -128,16 +144,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rate", type=float, default=0.6, help="fraction of uncached capacity")
     parser.add_argument("--replicas", type=int, default=4)
+    parser.add_argument("--no-router", action="store_true", help="skip vllm-router's policies")
     args = parser.parse_args(argv)
     rate = args.rate * capacity_rps(args.replicas, rag_messages(0, 1, 0))
     jobs = workload(rate, args.seconds, seed=5)
     print(f"{len(jobs)} RAG requests at {rate:.1f}/s over {args.replicas} fake replicas")
     started = time.perf_counter()
-    rows = {policy: run_policy(policy, jobs, args) for policy in POLICIES}
+    policies: list[str] = [*POLICIES]
+    if not args.no_router:
+        policies += [f"vllm-router:{p}" for p in pool_router.ROUTER_POLICIES]
+    rows = {policy: run_policy(policy, jobs, args) for policy in policies}
     keys = ["ttft_p50_ms", "ttft_p99_ms", "p50_ms", "p99_ms", "cache_share", "ok", "requests"]
     print(table(["policy", *keys], [[p, *(r[k] for k in keys)] for p, r in rows.items()], 3))
     base, ours = rows["least_loaded"], rows["prefix_affinity"]
+    routers = [r for p, r in rows.items() if p.startswith("vllm-router:")]
+    best_router = min(routers, key=lambda r: r["ttft_p99_ms"]) if routers else {}
     summary = {
+        "ttft_p99_ratio_best_router_over_prefix_affinity": round(
+            ratio(best_router.get("ttft_p99_ms", math.nan), ours["ttft_p99_ms"]), 2
+        ),
+        "ttft_p50_ratio_least_loaded_over_prefix_affinity": round(
+            ratio(base["ttft_p50_ms"], ours["ttft_p50_ms"]), 2
+        ),
         "ttft_p99_ratio_least_loaded_over_prefix_affinity": round(
             ratio(base["ttft_p99_ms"], ours["ttft_p99_ms"]), 2
         ),

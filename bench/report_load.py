@@ -123,14 +123,17 @@ PREFIX_INTRO = """\
 Prefix-aware routing on a RAG workload over simulated vLLM replicas (`bench/fake_vllm.py` with a \
 block-level prefix cache like vLLM's): docqa's own prompt format, the best source drawn with \
 Zipf popularity, a new question each time, every request streamed; the same open-loop arrivals \
-for each policy, each on a fresh (cold) cluster. `cache share` is the share of prompt characters \
-the replicas' caches served."""
+for each policy, each on a fresh (cold) cluster; `vllm-router:*` rows are the vLLM project's \
+Rust router (PyPI `vllm-router`) in front of the same fakes. `cache share` is the share of \
+prompt characters the replicas' caches served."""
 PREFIX = rs.blocks(
     "{jobs:0} requests at {offered_rps:1} rps over {replicas:0} replicas, {documents:0} chunks, "
     "prefill {prefill_tokens_per_s:0} tokens/s, {cache_blocks_per_replica:0} cache blocks a "
-    "replica. Least-loaded over prefix-affinity: TTFT p99 "
+    "replica. Least-loaded over prefix-affinity: TTFT p50 "
+    "{ttft_p50_ratio_least_loaded_over_prefix_affinity}x, TTFT p99 "
     "{ttft_p99_ratio_least_loaded_over_prefix_affinity}x, latency p99 "
-    "{p99_ratio_least_loaded_over_prefix_affinity}x.",
+    "{p99_ratio_least_loaded_over_prefix_affinity}x; vllm-router's best policy (by TTFT p99) "
+    "over prefix-affinity: TTFT p99 {ttft_p99_ratio_best_router_over_prefix_affinity}x.",
     rs.Table(
         "policy",
         "policies",

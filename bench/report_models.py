@@ -41,4 +41,15 @@ def models(data: Results, library: Library) -> list[str]:
     ]
 
 
-SECTIONS = (Section("Local models", ("model_choice",), models, intro=MODELS_INTRO),)
+SECTIONS = (
+    Section("Local models", ("model_choice",), models, intro=MODELS_INTRO),
+    Section(
+        "The strongest candidate on more questions",
+        ("model_choice_qwen15b_30",),
+        models,
+        level=3,
+        intro="`python -m bench.model_choice --models qwen2.5-coder-1.5b --limit 30 --sets "
+        "en_xquad,ko_answers,en_covidqa_long --results-name model_choice_qwen15b_30`: the model "
+        "that beat the extractive floor above, on a larger sample and the long covid-qa papers.",
+    ),
+)
