@@ -51,9 +51,6 @@ class LocalModel:
     download_subdir: str
     gguf_sha256: str | None = None
     licence: str = ""
-    # the server's default answer mode with this model (bench.model_choice): extractive when the
-    # model's own answers are worse than the quoted sentence, auto when they are better
-    answer_mode: str = "extractive"
 
     @property
     def requirements(self) -> tuple[str, ...]:
@@ -120,7 +117,6 @@ QWEN25_CODER_15B = LocalModel(
     download_subdir="qwen2.5-coder-1.5b",
     gguf_sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
     licence="Apache-2.0 (Qwen2.5-Coder-1.5B-Instruct)",
-    answer_mode="auto",
 )
 
 LOCAL_MODELS: dict[str, LocalModel] = {
