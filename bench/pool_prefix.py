@@ -1,6 +1,6 @@
 """Prefix-aware routing on a RAG workload, over simulated vLLM replicas with a prefix cache.
 
-    python -m bench.pool_prefix [--seconds 20] [--rate 0.6] [--replicas 4]
+    python -m bench.pool_prefix [--seconds 30] [--rate 0.9] [--replicas 4]
 
 The workload is docqa's own prompt (``query_engine.prompts.build_messages``): the system prompt,
 then three sources best first, then a new question every time. The best source is one of
@@ -141,8 +141,8 @@ def run_policy(policy: str, jobs: list[Job], args: argparse.Namespace) -> dict[s
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=20.0)
-    parser.add_argument("--rate", type=float, default=0.6, help="fraction of uncached capacity")
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--rate", type=float, default=0.9, help="fraction of uncached capacity")
     parser.add_argument("--replicas", type=int, default=4)
     parser.add_argument("--no-router", action="store_true", help="skip vllm-router's policies")
     args = parser.parse_args(argv)
