@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _UNAVAILABLE_HINTS = ("fail connecting", "unavailable", "connection", "deadline", "timeout")
-_NOT_LOADED_HINTS = ("not loaded", "released", "collection not load")
+# after a restart milvus-lite reports a collection "in state 'loading'" until load() finishes
+_NOT_LOADED_HINTS = ("not loaded", "released", "collection not load", "state 'loading'")
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,8 +306,14 @@ def _stored_chunk(row: dict[str, Any]) -> StoredChunk:
     )
 
 
-class _NotLoaded(Exception):
-    pass
+class _NotLoaded(DependencyUnavailable):
+    """The collection is not (yet) loaded: a search loads it and tries once more; anywhere else,
+    or if it is still loading then, a 503 with Retry-After (it is loading, it will pass)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(
+            "milvus", "Milvus is loading the collection", detail=detail, retry_after_s=2.0
+        )
 
 
 async def _milvus_call(
