@@ -79,8 +79,9 @@ class DocqaQueryEngine(CustomQueryEngine):
     embedder: Any = Field(
         None, description="an Embedder that re-ranks extractive candidates by similarity"
     )
+    # retrieval takes its turn in the retriever; the extraction after it takes one here
     admission: WorkAdmission = Field(
-        default_factory=unlimited, description="bounds the retrieval and extraction running at once"
+        default_factory=unlimited, description="bounds the extractions running at once"
     )
 
     def custom_query(self, query_str: str) -> Response:
@@ -101,8 +102,7 @@ class DocqaQueryEngine(CustomQueryEngine):
         ``history`` holds the earlier turns the LLM sees before it, and ``options`` are the
         request's own (its instructions join the system prompt, the rest the LLM call)."""
         started = time.perf_counter()
-        async with self.admission.slot():
-            nodes = await self.retriever.aretrieve(QueryBundle(question))
+        nodes = await self.retriever.aretrieve(QueryBundle(question))
         trace = self.retriever.trace
         language = detect_language(question)
         timings = {

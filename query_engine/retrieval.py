@@ -27,6 +27,7 @@ from indexing.analysis import analyze
 from indexing.embedding import Embedder
 from indexing.generations import CurrentGenerationFilter
 from indexing.store import ChunkStore, Hit, quote
+from query_engine.admission import WorkAdmission, unlimited
 from query_engine.dated_versions import (
     drop_documents,
     validity_expression,
@@ -96,8 +97,11 @@ class HybridRetriever(BaseRetriever):
         filters: Mapping[str, Any] | None = None,
         generations: CurrentGenerationFilter | None = None,
         as_of: date | None = None,
+        admission: WorkAdmission | None = None,
     ) -> None:
         super().__init__()
+        # one bound for every caller (/v1/retrieve, /v1/query, the OpenAI route): see admission.py
+        self._admission = admission or unlimited()
         self._generations = generations  # None: no Redis at hand, every hit is kept
         self._store = store
         self._embedder = embedder
@@ -111,7 +115,10 @@ class HybridRetriever(BaseRetriever):
         return asyncio.run(self._aretrieve(query_bundle))
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        question = query_bundle.query_str
+        async with self._admission.slot():
+            return await self._search_question(query_bundle.query_str)
+
+    async def _search_question(self, question: str) -> list[NodeWithScore]:
         await self._store.require(self._collection)
         as_of = self._as_of or date.today()
         expr = _all_of(self._expr, validity_expression(as_of))

@@ -153,6 +153,7 @@ class QueryRuntime:
             filters=filters,
             generations=self.generations,
             as_of=as_of,
+            admission=self.admission,
         )
 
     def _engine_for(self, request: AnswerRequest, llm: LLM) -> DocqaQueryEngine:
