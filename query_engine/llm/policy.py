@@ -131,12 +131,6 @@ def affine(
     )
 
 
-def session_affine(
-    candidates: Sequence[Candidate], request: RouteRequest, rng: random.Random, *, max_load: float
-) -> Candidate | None:
-    return affine(candidates, request.session_id, rng, max_load=max_load)
-
-
 # "consistent hashing with bounded loads": a home takes one more request only while its load
 # stays within (1 + this) times the mean, so a hot key cannot queue on one server while others
 # idle (what vLLM's /metrics say comes up to a scrape late; our own in-flight count does not)

@@ -14,7 +14,6 @@ from query_engine.llm.policy import (
     choose,
     least_loaded,
     round_robin,
-    session_affine,
 )
 
 
@@ -67,7 +66,13 @@ def test_session_affinity_keeps_a_session_on_one_endpoint() -> None:
     candidates = [cand(f"http://10.0.0.{i}:8000/v1") for i in range(5)]
     homes = {
         session: {
-            session_affine(candidates, RouteRequest(session, n), random.Random(n), max_load=0.8).url  # type: ignore[union-attr]
+            choose(  # type: ignore[union-attr]
+                "session_affinity",
+                candidates,
+                RouteRequest(session, n),
+                random.Random(n),
+                affinity_max_load=0.8,
+            ).url
             for n in range(20)
         }
         for session in (f"s{i}" for i in range(200))
@@ -84,9 +89,9 @@ def test_session_affinity_is_consistent_when_an_endpoint_goes() -> None:
     moved = 0
     for i in range(300):
         request = RouteRequest(f"session-{i}")
-        before = session_affine(candidates, request, rng, max_load=0.8).url  # type: ignore[union-attr]
+        before = choose("session_affinity", candidates, request, rng, affinity_max_load=0.8).url  # type: ignore[union-attr]
         rest = [c for c in candidates if c.url != gone]
-        after = session_affine(rest, request, rng, max_load=0.8).url  # type: ignore[union-attr]
+        after = choose("session_affinity", rest, request, rng, affinity_max_load=0.8).url  # type: ignore[union-attr]
         if before != gone:
             assert after == before  # only the sessions of the removed server move
         else:
@@ -103,15 +108,17 @@ def test_session_affinity_falls_back_when_home_is_overloaded(home_stats: dict) -
     urls = [f"http://10.0.0.{i}:8000/v1" for i in range(4)]
     request = RouteRequest("conversation-1")
     idle = [cand(u) for u in urls]
-    home = session_affine(idle, request, random.Random(0), max_load=0.8).url  # type: ignore[union-attr]
+    home = choose("session_affinity", idle, request, random.Random(0), affinity_max_load=0.8).url  # type: ignore[union-attr]
     loaded = [cand(u, **home_stats) if u == home else cand(u) for u in urls]
-    chosen = session_affine(loaded, request, random.Random(0), max_load=0.8)
+    chosen = choose("session_affinity", loaded, request, random.Random(0), affinity_max_load=0.8)
     assert chosen is not None and chosen.url != home
 
 
 def test_session_affinity_without_a_session_is_least_loaded() -> None:
     busy, idle = cand("a", in_flight=5), cand("b")
-    assert session_affine([busy, idle], RouteRequest(None), random.Random(0), max_load=0.8) == idle
+    no_session = RouteRequest(None)
+    chosen = choose("session_affinity", [busy, idle], no_session, random.Random(0))
+    assert chosen == idle
 
 
 def test_same_inputs_same_choice() -> None:
