@@ -104,6 +104,18 @@ def command_line(argv: Sequence[str] | None = None) -> str:
     return f"python -m {'.'.join(parts)} {args}".strip()
 
 
+def proc_status_mb(pid: int | None, field: str) -> float | None:
+    """A memory ``field`` of ``/proc/<pid>/status`` in MB (``VmRSS``: resident now, ``VmHWM``:
+    its peak); None when the process is gone or unreadable."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) / 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
 def write_results(name: str, data: dict[str, Any]) -> Path:
     """``bench/results/<name>.json``, with when and where it was measured and by what command."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)

@@ -48,7 +48,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench._common import SHARED_DIR, DataServers, data_servers, median, table, write_results
+from bench._common import (
+    SHARED_DIR,
+    DataServers,
+    data_servers,
+    median,
+    proc_status_mb,
+    table,
+    write_results,
+)
 from indexing.chunking import chunk_text
 from indexing.embedding import Embedder
 from indexing.pipeline import IngestionPipeline, SourceDocument
@@ -311,13 +319,8 @@ def rss_mb() -> float:
 
 def process_peak_rss_mb(pid: int | None) -> float | None:
     """VmHWM (peak resident set) of a server we started."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except (OSError, ValueError):
-        return None
-    return None
+    peak = proc_status_mb(pid, "VmHWM")
+    return None if peak is None else round(peak, 1)
 
 
 # ---------------------------------------------------------------------------- the run

@@ -35,11 +35,11 @@ from bench.load_traffic import (
     summarise,
 )
 from bench.query_stack import Stack, running_stack
+from deploy.sample_docs import sample_files
 
 DEFAULT_RATES = (10.0, 20.0, 40.0, 80.0, 160.0, 320.0, 640.0)
 KNEE_P99_MS = 100.0
 INGEST_COLLECTION = "bench_load_ingest"
-SAMPLES_DIR = Path(__file__).resolve().parents[1] / "deploy" / "samples"
 
 
 async def ramp(
@@ -124,8 +124,7 @@ def ingest_documents(count: int) -> list[dict[str, str]]:
     chunks and embeds real text of both languages."""
     paragraphs = [
         p.strip()
-        for path in sorted(SAMPLES_DIR.iterdir())
-        if path.suffix in {".txt", ".md"} and path.name != "README.md"
+        for path in sample_files()
         for p in path.read_text(encoding="utf-8").split("\n\n")
         if len(p.strip()) > 80
     ]

@@ -26,8 +26,9 @@ from typing import Any
 import aiohttp
 
 from bench._common import percentile
+from deploy.sample_docs import SAMPLE_COLLECTION
 
-COLLECTION = "samples"  # what `make up` ingests
+COLLECTION = SAMPLE_COLLECTION  # what `make up` ingests
 DEFAULT_MIX = {"cached": 0.55, "faq": 0.10, "new": 0.10, "stream": 0.05, "retrieve": 0.20}
 REQUEST_TIMEOUT_S = 60.0
 NOT_SENT = -1  # the generator's in-flight cap was reached: counted, never hidden

@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from bench._common import RESULTS_DIR, median, table, write_results
-from bench.soak import group_members, rss_mb
+from bench.soak import rss_mb
 
 SAMPLE_QUESTIONS = (
     "국내 출장의 일비는 하루에 얼마인가요?",
@@ -65,22 +65,10 @@ def start_server(name: str, model_dir: Path, port: int) -> tuple[Any, float, flo
         pid_path=paths.home / "bench-run" / f"candidate-{name}.pid",
         env=vllm_cpu.serve_env(paths.cache),
     )  # fmt: skip
-    started = time.perf_counter()
     pid = processes.start(spec)
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=5).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if processes.running_pid(spec.pid_path) is None:
-            raise SystemExit(f"{name}: vLLM exited; see {spec.log_path}")
-        time.sleep(2)
-    else:
-        raise SystemExit(f"{name}: vLLM did not answer within 900 s; see {spec.log_path}")
-    start_s = round(time.perf_counter() - started, 1)
-    rss = round(sum(rss_mb(p) for p in group_members(pid)), 0)
+    served = stack.http_ready(f"http://127.0.0.1:{port}/v1/models")
+    start_s = round(processes.wait_until_ready(spec, served, timeout_s=900), 1)
+    rss = round(sum(rss_mb(p) for p in processes.group_members(pid)), 0)
     return spec, start_s, rss
 
 

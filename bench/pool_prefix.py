@@ -38,7 +38,7 @@ import httpx
 from bench import pool_router
 from bench._common import percentile, ratio, table, write_results
 from bench.pool import start_fakes
-from bench.pool_load import Job, open_loop
+from bench.pool_load import SLOTS, TOKEN_RATE, Job, open_loop
 from deploy import processes
 from query_engine.llm.policy import PolicyName
 from query_engine.prompts import PromptSource, build_messages
@@ -92,8 +92,8 @@ def workload(rate: float, seconds: float, seed: int) -> list[Job]:
 def capacity_rps(replicas: int, messages: list[dict[str, str]]) -> float:
     """Requests/s the cluster finishes with every slot busy and nothing cached."""
     prompt_tokens = sum(len(m["content"]) for m in messages) / 4
-    service_s = prompt_tokens / PREFILL_RATE + ANSWER_TOKENS / 100.0
-    return replicas * 4 / service_s
+    service_s = prompt_tokens / PREFILL_RATE + ANSWER_TOKENS / TOKEN_RATE
+    return replicas * SLOTS / service_s
 
 
 def cache_share(urls: Sequence[str]) -> float:

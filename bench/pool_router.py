@@ -15,14 +15,13 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import httpx
 import orjson
 
-from bench._common import docqa_home, percentile
+from bench._common import docqa_home
 from bench.pool_load import MODEL, Job, LoadResult
-from deploy import processes
+from deploy import processes, stack
 
 ROUTER_REQUIREMENT = "vllm-router==0.1.17"
 ROUTER_POLICIES = ("round_robin", "power_of_two", "cache_aware")
@@ -65,14 +64,7 @@ def start_router(
     )
     processes.start(spec)
     url = f"http://127.0.0.1:{port}"
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"{url}/health", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    processes.wait_until_ready(spec, ready, timeout_s=60)
+    processes.wait_until_ready(spec, stack.http_ready(f"{url}/health"), timeout_s=60)
     return spec, url
 
 
@@ -118,9 +110,3 @@ async def open_loop(url: str, jobs: Sequence[Job]) -> LoadResult:
         await asyncio.gather(*tasks)
         result.seconds = time.perf_counter() - started
     return result
-
-
-def row_of(result: LoadResult) -> dict[str, Any]:
-    row = result.row()
-    row["ttft_p99_ms"] = round(percentile(result.ttft_ms, 99), 1)
-    return row

@@ -24,7 +24,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
-from bench._common import RESULTS_DIR, table, write_results
+from bench._common import RESULTS_DIR, proc_status_mb, table, write_results
 from bench.load_traffic import (
     Traffic,
     errors_by_status,
@@ -33,6 +33,7 @@ from bench.load_traffic import (
     revoke_keys,
 )
 from bench.query_stack import Stack, running_stack
+from deploy import processes
 
 SHARE_OF_KNEE = 0.7
 GROWTH_MB_PER_MIN = 1.0  # below this a process is flat whatever its size
@@ -42,26 +43,8 @@ GROWTH_SHARE_PER_MIN = 0.01  # ... and below 1% of its size per minute
 # --------------------------------------------------------------------------- /proc
 
 
-def group_members(pgid: int) -> list[int]:
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                if os.getpgid(int(entry)) == pgid:
-                    members.append(int(entry))
-            except ProcessLookupError:
-                continue
-    return members
-
-
 def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
+    return proc_status_mb(pid, "VmRSS") or 0.0
 
 
 def open_fds(pid: int) -> int:
@@ -73,21 +56,15 @@ def open_fds(pid: int) -> int:
 
 def stack_groups() -> dict[str, int]:
     """Name → process group id of everything ``docqa up`` started (its pid files)."""
-    from deploy import processes, stack
+    from deploy import stack
 
-    run_dir = stack.default_paths().run
-    groups = {}
-    for pid_file in sorted(run_dir.glob("*.pid")):
-        pid = processes.running_pid(pid_file)
-        if pid is not None:
-            groups[pid_file.stem] = pid
-    return groups
+    return {name: pid for name, pid in stack.status().items() if pid is not None}
 
 
 def sample_processes(groups: dict[str, int]) -> dict[str, dict[str, float]]:
     sample = {}
     for name, pgid in groups.items():
-        members = group_members(pgid)
+        members = processes.group_members(pgid)
         sample[name] = {
             "rss_mb": round(sum(rss_mb(p) for p in members), 1),
             "fds": sum(open_fds(p) for p in members),

@@ -1,5 +1,5 @@
 """Debian packages the local stack needs (redis-server, wrk, chromium), installed with apt when
-missing. ``deploy.stack`` re-exports these names."""
+missing."""
 
 from __future__ import annotations
 

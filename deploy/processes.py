@@ -133,7 +133,12 @@ def _group_alive(pgid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return any(_pgid_of(p) == pgid and not _is_zombie(p) for p in _all_pids())
+    return bool(group_members(pgid))
+
+
+def group_members(pgid: int) -> list[int]:
+    """The live (not zombie) processes of process group ``pgid``."""
+    return [p for p in _all_pids() if _pgid_of(p) == pgid and not _is_zombie(p)]
 
 
 def _all_pids() -> list[int]:
