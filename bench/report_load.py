@@ -75,26 +75,27 @@ def admission(before: Results, library: Library) -> list[str]:
     header = ["offered rps"] + [
         f"{kind} {what}" for kind in COMPARED_KINDS for what in ("ok/n", "p99 ms")
     ]
-    lines = [
+    after_steps = {s.get("offered_rps"): s for s in after.get("steps") or []}
+    rows = [
+        admission_row(step, after_steps.get(step.get("offered_rps")))
+        for step in before.get("steps") or []
+    ]
+    return [
         f"Knee (cached p99 > 100 ms): {num(before.get('knee_rps'), 0)} rps before → "
         f"{num(after.get('knee_rps'), 0)} rps after. Each cell: before → after.",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
+        *rs.table(header, rows),
     ]
-    after_steps = {s.get("offered_rps"): s for s in after.get("steps") or []}
-    for step in before.get("steps") or []:
-        rate = step.get("offered_rps")
-        cells = [num(rate, 0)]
-        for kind in COMPARED_KINDS:
-            was, now = (
-                dig(step, "kinds", kind) or {},
-                dig(after_steps.get(rate), "kinds", kind) or {},
-            )
-            cells.append(f"{ok_of(was)} → {ok_of(now)}")
-            cells.append(f"{num(was.get('p99_ms'), 0)} → {num(now.get('p99_ms'), 0)}")
-        lines.append("| " + " | ".join(cells) + " |")
-    return [*lines, ""]
+
+
+def admission_row(before: Results, after: Results | None) -> list[str]:
+    cells = [num(before.get("offered_rps"), 0)]
+    for kind in COMPARED_KINDS:
+        was = dig(before, "kinds", kind) or {}
+        now = dig(after, "kinds", kind) or {}
+        cells.append(f"{ok_of(was)} → {ok_of(now)}")
+        cells.append(f"{num(was.get('p99_ms'), 0)} → {num(now.get('p99_ms'), 0)}")
+    return cells
 
 
 def ok_of(kind: dict[str, Any]) -> str:
