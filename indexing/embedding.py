@@ -15,12 +15,9 @@ from typing import Any, Protocol
 
 import httpx
 import numpy as np
-import numpy.typing as npt
 
 from docqa_core.errors import DependencyUnavailable, InvalidRequest
-from indexing.embedding_batcher import PerLoopBatchers
-
-Vectors = npt.NDArray[np.float32]
+from indexing.embedding_batcher import PerLoopBatchers, Vectors
 
 
 class Embedder(Protocol):
