@@ -23,6 +23,12 @@ from typing import Any
 import hypothesis
 import pytest
 import schemathesis
+
+# imported here, at collection, although schemathesis loads it lazily on the first from_dict():
+# loaded then, it was parsed (pytest rewrites its asserts) while the served app's threads ran,
+# and CPython 3.11.7 raised "SystemError: AST constructor recursion depth mismatch" in a
+# clean-clone CI run; parsing it before any server thread starts leaves nothing to race with
+import schemathesis.specs.openapi.schemas
 import uvicorn
 from fastapi import FastAPI
 from hypothesis import strategies as st
