@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import report_load, report_models
+from bench import report_load, report_models, report_tuning
 from bench import report_sections as rs
 from bench._common import REPO_ROOT, RESULTS_DIR
 from bench.report_sections import Compared, Library, Results, Section, dig, num, records_table
@@ -389,6 +389,7 @@ FAQ = rs.blocks(
 # fmt: off
 SECTIONS: tuple[Section, ...] = (
     *ANSWER_SECTIONS,
+    *report_tuning.SECTIONS,
     *report_models.SECTIONS,
     Section("Retrieval quality", ("retrieval_eval",), retrieval),
     Section('The extractive "not found" gates', ("gate_calibration",), gate_calibration),

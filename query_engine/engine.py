@@ -27,16 +27,7 @@ from docqa_core.scripts import detect_language
 from indexing.analysis import analyze_many
 from query_engine.admission import WorkAdmission, unlimited
 from query_engine.answer_types import answers_question
-from query_engine.extractive import (
-    ExtractiveConfig,
-    SourceText,
-    choose,
-    extractive_text,
-    quoted_together,
-    rank_sentences,
-    runner_up,
-    with_list_items,
-)
+from query_engine.extractive import ExtractiveConfig, SourceText, answer_text, rank_sentences
 from query_engine.generation import SERVER_DEFAULTS, GenerationOptions
 from query_engine.grounding import GroundingPolicy, GroundingResult, apply_policy, check_grounding
 from query_engine.prompts import (
@@ -165,16 +156,7 @@ class DocqaQueryEngine(CustomQueryEngine):
             answerable = ranked and ranked[0].score >= config.min_score
             top = ranked[: config.rerank_top] if answerable else []
             similarities = await self._similarities(prepared.question, [e.sentence for e in top])
-        found = choose(ranked, similarities, config, prepared.question)
-        answer = ""
-        if found is not None:
-            second = runner_up(top, similarities, found, config)
-            answer = extractive_text(
-                quoted_together(
-                    with_list_items(found, sources),
-                    with_list_items(second, sources) if second is not None else None,
-                )
-            )
+        answer = answer_text(prepared.question, ranked, similarities, sources, config)
         prepared.timings_ms["extract"] = (time.perf_counter() - started) * 1000
         return self.finish(prepared, answer, mode="extractive")
 

@@ -46,7 +46,12 @@ class ExtractiveConfig:
     # (e5; measured on en_xquad dev questions with gold + 2 other paragraphs: the right sentence
     # first for .74 of questions lexically, .79 re-ranked; on the Korean answer set .67 → .78)
     rerank_top: int = 8
-    dense_weight: float = 1.0
+    # 1.0 until bench.extractive_tuning chose 3.0 (with the runner-up margin below) on the dev
+    # half of answer_eval rows: on the report half, containment .472→.500 (covid-qa), .808→.849
+    # (en_xquad), .353→.373 (Korean seeds), .933 (ko_answers) unchanged, refusals and answers to
+    # unanswerable questions unchanged. The lexical score finds the topic, the embedding tells
+    # which of its sentences says the thing asked
+    dense_weight: float = 3.0
     # below this embedding similarity to the question, the chosen sentence does not answer it
     # either (applies when an embedder re-ranked). Chosen by bench.gate_calibration on its dev
     # half as the floor answering the fewest unanswerable questions while refusing ≤ 10% of the
@@ -66,8 +71,10 @@ class ExtractiveConfig:
     # this margin of the best: the answer is often split over two sentences, or the second is
     # the right one. Chosen on the dev half of the answer_eval rows (en_xquad, covid-qa,
     # ko_answers, Korean seeds); end to end containment .78→.82, .40→.48, .83→.86, .30→.36 at
-    # F1 −.01 (BENCHMARKS.md, answer_eval_before_runner_up.json). None: one sentence
-    runner_up_margin: float | None = 0.2
+    # F1 −.01 (BENCHMARKS.md, answer_eval_before_runner_up.json); 0.5 with the dense weight of
+    # 3.0 (bench.extractive_tuning: the margin is in lexical + weighted-similarity units, which
+    # the larger weight spreads). None: one sentence
+    runner_up_margin: float | None = 0.5
 
     def coverage_floor(self, question: str) -> float:
         return self.min_coverage_korean if has_hangul(question) else self.min_coverage_other
@@ -228,6 +235,30 @@ def quoted_together(first: Extracted, second: Extracted | None) -> list[Extracte
     if second.n == first.n and second.char_start < first.char_start:
         return [second, first]
     return [first, second]
+
+
+def answer_text(
+    question: str,
+    ranked: Sequence[Extracted],
+    similarities: Sequence[float],
+    sources: Sequence[SourceText],
+    config: ExtractiveConfig = ExtractiveConfig(),
+) -> str:
+    """The extractive answer as the user reads it, "" when no sentence passes the gates:
+    :func:`choose` among ``ranked`` (the first ``len(similarities)`` re-ranked by their
+    similarity to ``question``), quoted with its :func:`runner_up` and the list items either
+    introduces. The one path from ranked sentences to an answer, for the engine and for the
+    offline tuning in ``bench.extractive_tuning``."""
+    found = choose(ranked, similarities, config, question)
+    if found is None:
+        return ""
+    second = runner_up(ranked[: len(similarities)], similarities, found, config)
+    return extractive_text(
+        quoted_together(
+            with_list_items(found, sources),
+            with_list_items(second, sources) if second is not None else None,
+        )
+    )
 
 
 def extract_answer(

@@ -1,0 +1,65 @@
+"""The extractive-tuning sections of BENCHMARKS.md (see :mod:`bench.report`): how the sentence
+choice's weights were chosen offline (``bench.extractive_tuning``) and what they changed end to
+end (two ``bench.answer_eval`` runs of the same questions, before and after)."""
+
+from __future__ import annotations
+
+from bench import report_sections as rs
+from bench.report_sections import Library, Results, Section, dig
+
+TUNING_INTRO = """\
+The extractive rows of an answer_eval run (`{answers_dir}`), each answer recomputed offline by the \
+service's own `answer_text` for every setting: `ExtractiveConfig.dense_weight` (how much the \
+e5 similarity of a sentence to the question counts against its lexical score) and \
+`runner_up_margin` (within what combined score of the best the second sentence is quoted too). \
+Chosen on the dev half as the best mean containment over the sets among the settings refusing \
+and hallucinating no more than the code's, pooled; reported on the other half."""
+GRID = rs.columns(
+    "mean containment=mean_containment:3; refusal=pooled.refusal_rate_answerable:3; "
+    "hallucination=pooled.hallucination_rate_unanswerable:3"
+)
+REPORT = rs.columns(
+    "answerable=n:0; unanswerable=n_unanswerable:0; containment=containment:3; "
+    "refusal=refusal_rate_answerable:3; hallucination=hallucination_rate_unanswerable:3"
+)
+AFTER_TEXT = """\
+Extractive only, the same 150 questions a set (fewer where a set has fewer) and the same \
+unanswerable splits, the stack restarted between the runs: before with dense weight 1.0 and \
+margin 0.2 (`answer_eval_calib.json`), after with 3.0 and 0.5 (`answer_eval_calib_after.json`)."""
+
+
+def tuning(data: Results, library: Library) -> list[str]:
+    grid = {
+        f"{g.get('dense_weight')} / {g.get('runner_up_margin')}": g
+        for g in data.get("dev_grid") or []
+        if isinstance(g, dict)
+    }
+    chosen, code = data.get("chosen") or {}, data.get("current") or {}
+    choice = (
+        f"Chosen: dense weight {rs.num(chosen.get('dense_weight'), 1)}, margin "
+        f"{rs.num(chosen.get('runner_up_margin'), 1)} (the code then: "
+        f"{rs.num(code.get('dense_weight'), 1)}, {rs.num(code.get('runner_up_margin'), 1)})."
+    )
+    report = {
+        f"{name} ({label})": metrics
+        for which, label in (("chosen", "chosen"), ("current", "code then"))
+        for name, metrics in (dig(data, "report", which, "sets") or {}).items()
+    }
+    return [
+        TUNING_INTRO.format(answers_dir=data.get("answers_dir", "-")),
+        "",
+        *rs.records_table("dev: dense weight / margin", grid, GRID),
+        choice,
+        "",
+        *rs.records_table("report half: set (setting)", report, REPORT),
+    ]
+
+
+SECTIONS = (
+    Section("Tuning the extractive sentence choice", ("extractive_tuning",), tuning),
+    rs.comparison(
+        "Before/after: dense weight 3.0, runner-up margin 0.5",
+        AFTER_TEXT,
+        rs.extractive_columns("answer_eval_calib", "answer_eval_calib_after"),
+    ),
+)
