@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import NamedTuple
 
+from docqa_core.citations import CITATION_MARKER_RE
 from docqa_core.scripts import has_hangul
 from query_engine.answer_types import AnswerType, expected_type, has_type
 from query_engine.grounding.sentences import sentence_spans
@@ -324,7 +325,8 @@ def fold_accents(text: str) -> str:
 def _typed(score: float, sentence: str, wanted: AnswerType | None) -> float:
     if wanted is None:
         return score
-    if has_type(sentence, wanted):
+    # a paper's reference markers ("… on a cruise ship [1] .") are no count or amount
+    if has_type(CITATION_MARKER_RE.sub(" ", sentence), wanted):
         return score + TYPE_MATCH_BONUS
     return score * TYPE_MISMATCH_FACTOR
 

@@ -260,3 +260,18 @@ def test_two_quoted_sentences_are_each_checked_against_their_own_source() -> Non
     answer = extractive_text([first, second])
     grounding = check_grounding(answer, {s.n: s.text for s in SOURCES})
     assert grounding.verified, grounding.unsupported
+
+
+def test_a_reference_marker_is_not_the_count_a_question_asks_for() -> None:
+    from query_engine.extractive import rank_sentences
+
+    paper = SourceText(
+        1,
+        "Cases were confirmed on the cruise ship [1] . "
+        "In total, 199 cases were confirmed on the ship.",
+    )
+    question = "How many cases were confirmed on the cruise ship?"
+    ranked = rank_sentences(question, [paper], analyze_many)
+    # the first sentence holds every question word, but its "[1]" is a reference, not the count
+    # asked for: it earns no count bonus, and the sentence with 199 comes first
+    assert ranked[0].sentence.startswith("In total, 199 cases")
