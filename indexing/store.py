@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -198,6 +198,33 @@ class ChunkStore:
         for row in rows:
             found.setdefault(row[schema.DOC_ID], []).append(_stored_chunk(row))
         return found
+
+    async def chunks_at(
+        self,
+        collection: str,
+        wanted: Mapping[tuple[str, str], Sequence[int]],
+        expr: str = "",
+    ) -> list[dict[str, Any]]:
+        """The chunks (text, metadata, index, document and generation) at the given indexes
+        of each (doc id, content hash) generation, in one query; ``expr`` filters them as a
+        search's filter would."""
+        clauses = [
+            f"({schema.DOC_ID} == {quote(doc_id)} and {schema.CONTENT_HASH} == {quote(content)}"
+            f" and {schema.CHUNK_INDEX} in [{', '.join(str(int(i)) for i in sorted(indexes))}])"
+            for (doc_id, content), indexes in wanted.items()
+            if indexes
+        ]
+        if not clauses:
+            return []
+        keys = " or ".join(clauses)
+        name = await self.require(collection)
+        rows: list[dict[str, Any]] = await self._call(
+            self._client.query,
+            name,
+            filter=f"({keys}) and ({expr})" if expr else keys,
+            output_fields=schema.OUTPUT_FIELDS,
+        )
+        return rows
 
     async def first_chunks(
         self, collection: str, *, limit: int, after_chunk_id: str = ""

@@ -14,7 +14,7 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, Literal
 
@@ -34,6 +34,8 @@ from query_engine.dated_versions import (
     versions_in_force,
     without_documents,
 )
+from query_engine.parent_context import with_parent_context
+from query_engine.prompts import estimate_llm_tokens
 from query_engine.section_refs import (
     ArticleRef,
     article_references,
@@ -44,6 +46,7 @@ from query_engine.section_refs import (
 _METADATA_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
 FilterValue = str | int | float | bool
 MAX_FILTER_VALUES = 100
+PARENT_READ_AHEAD = 3  # ranked hits read per source wanted when touching hits merge
 
 
 FusionMethod = Literal["convex", "rrf"]
@@ -66,6 +69,9 @@ class RetrievalConfig:
     min_dense_score: float = 0.81
     # "제8조 제2항" in a question puts that article's chunks first (see query_engine.section_refs)
     section_refs: bool = True
+    # > 0: each source grows with its neighbouring chunks of the same section up to this many
+    # (prompt) tokens, and touching hits merge (query_engine.parent_context); 0: chunks as found
+    parent_tokens: int = 0
 
 
 @dataclass
@@ -157,11 +163,28 @@ class HybridRetriever(BaseRetriever):
             pinned=len(pinned),
         )
         self.trace.relevant = bool(dense) and dense[0].score >= self._config.min_dense_score
-        fused = fuse(dense, sparse, self._config)
+        top_k = self._config.top_k
+        # merged hits free places in the sources: the ranking is read further to fill them
+        read = top_k * PARENT_READ_AHEAD if self._config.parent_tokens > 0 else top_k
+        fused = fuse(dense, sparse, replace(self._config, top_k=read))
         if pinned:
             ids = {n.node.node_id for n in pinned}
             fused = [*pinned, *(n for n in fused if n.node.node_id not in ids)]
-        return fused[: self._config.top_k]
+        return await self._sources(fused, expr)
+
+    async def _sources(self, fused: list[NodeWithScore], expr: str) -> list[NodeWithScore]:
+        """The first ``top_k`` of ``fused``, grown to their parent context when configured."""
+        if self._config.parent_tokens <= 0:
+            return fused[: self._config.top_k]
+        return await with_parent_context(
+            fused,
+            self._store,
+            self._collection,
+            top_k=self._config.top_k,
+            budget_tokens=self._config.parent_tokens,
+            count_tokens=estimate_llm_tokens,
+            expr=expr,
+        )
 
     async def _pinned(
         self, refs: list[ArticleRef], vector: list[float], terms: Awaitable[str], expr: str
@@ -298,6 +321,8 @@ def node_from_hit(hit: Hit, dense_score: float | None, sparse_score: float | Non
         {
             "doc_id": entity.get(schema.DOC_ID),
             "chunk_index": entity.get(schema.CHUNK_INDEX),
+            "content_hash": entity.get(schema.CONTENT_HASH),
+            "chunk_count": entity.get(schema.CHUNK_COUNT),
             "dense_score": dense_score,
             "bm25_score": abs(sparse_score) if sparse_score is not None else None,
         }

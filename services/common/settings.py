@@ -313,6 +313,14 @@ class RetrievalSettings(BaseModel):
         description="an article named in the question (제8조 제2항, Article 8(2)) puts that "
         "article's chunks first; off: questions are ranked as any other",
     )
+    parent_tokens: int = Field(
+        600,
+        ge=0,
+        le=32_768,
+        description="> 0: a source of an answer grows with the neighbouring chunks of its "
+        "section up to this many prompt tokens, and hits that touch merge into one source; 0: "
+        "chunks as found (/v1/retrieve always returns chunks as found)",
+    )
 
     @model_validator(mode="after")
     def _some_weight(self) -> RetrievalSettings:

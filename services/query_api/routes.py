@@ -102,7 +102,7 @@ async def retrieve(body: QueryIn, request: Request, runtime: RuntimeDep) -> Retr
     top_k = validated_top_k(body.collection, body.question, body.top_k, runtime.settings)
     filters = validated_filters(body.filters)
     started = time.perf_counter()
-    retriever = runtime.retriever(body.collection, top_k, filters, as_of=body.as_of)
+    retriever = runtime.retriever(body.collection, top_k, filters, as_of=body.as_of, parents=False)
     nodes = await retriever.aretrieve(QueryBundle(body.question))
     total = (time.perf_counter() - started) * 1000
     QUERY_STAGE_SECONDS.labels("retrieve").observe(total / 1000)

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -144,12 +144,16 @@ class QueryRuntime:
         filters: Mapping[str, Any],
         *,
         as_of: date | None = None,
+        parents: bool = True,
     ) -> HybridRetriever:
+        """``parents``: sources grown to their parent context (answers); off, the chunks as
+        ranked (``/v1/retrieve``, whose clients build their own context)."""
+        config = retrieval_config(self.settings, top_k)
         return HybridRetriever(
             store=self.clients.store,
             embedder=self.embedder,
             collection=collection,
-            config=retrieval_config(self.settings, top_k),
+            config=config if parents else replace(config, parent_tokens=0),
             filters=filters,
             generations=self.generations,
             as_of=as_of,
@@ -224,6 +228,7 @@ def retrieval_config(settings: QuerySettings, top_k: int) -> RetrievalConfig:
         sparse_weight=r.sparse_weight,
         min_dense_score=r.min_dense_score,
         section_refs=r.section_refs,
+        parent_tokens=r.parent_tokens,
     )
 
 

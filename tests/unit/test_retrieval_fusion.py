@@ -406,3 +406,14 @@ def test_settings_refuse_turning_both_retrievers_off() -> None:
 
 def test_one_retriever_alone_is_allowed() -> None:
     assert RetrievalSettings(dense_weight=0, sparse_weight=1).sparse_weight == 1
+
+
+def test_parent_context_is_configured_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.common.settings import QuerySettings
+    from services.query_api.runtime import retrieval_config
+
+    assert retrieval_config(QuerySettings(), top_k=4).parent_tokens == 600  # the default
+    monkeypatch.setenv("DOCQA_RETRIEVAL_PARENT_TOKENS", "0")
+    assert retrieval_config(QuerySettings(), top_k=4).parent_tokens == 0
+    with pytest.raises(ValidationError):
+        RetrievalSettings(parent_tokens=-1)
