@@ -5,7 +5,7 @@ end (two ``bench.answer_eval`` runs of the same questions, before and after)."""
 from __future__ import annotations
 
 from bench import report_sections as rs
-from bench.report_sections import Library, Results, Section, dig
+from bench.report_sections import Compared, Library, Results, Section, dig
 
 TUNING_INTRO = """\
 The extractive rows of an answer_eval run (`{answers_dir}`), each answer recomputed offline by the \
@@ -26,6 +26,18 @@ AFTER_TEXT = """\
 Extractive only, the same 150 questions a set (fewer where a set has fewer) and the same \
 unanswerable splits, the stack restarted between the runs: before with dense weight 1.0 and \
 margin 0.2 (`answer_eval_calib.json`), after with 3.0 and 0.5 (`answer_eval_calib_after.json`)."""
+
+PARENT_TEXT = """\
+Extractive only, the same questions as above: before, `answer_eval_calib_after.json` (chunks as \
+ranked); after, `answer_eval_parent_600.json`, the stack started with \
+`DOCQA_RETRIEVAL_PARENT_TOKENS=600` (now the default): each source grows with the neighbouring \
+chunks of its section up to 600 prompt tokens (`query_engine/parent_context.py`), touching hits \
+merge. The after run also has the reference-marker fix of the answer-type bonus, which changes \
+no answer of the before run's rows when they are re-ranked offline (`bench.extractive_tuning`'s \
+path). `en_xquad` documents are single paragraphs (one chunk: nothing to grow). The Korean sets do \
+not move: the prompt-token estimate counts a Hangul syllable as its three UTF-8 bytes, so 600 \
+tokens hold about 200 syllables, less than one of their chunks and its neighbour. p50 is the \
+whole `/v1/query` as the client saw it (one more Milvus query per question)."""
 
 
 def tuning(data: Results, library: Library) -> list[str]:
@@ -61,5 +73,18 @@ SECTIONS = (
         "Before/after: dense weight 3.0, runner-up margin 0.5",
         AFTER_TEXT,
         rs.extractive_columns("answer_eval_calib", "answer_eval_calib_after"),
+    ),
+    rs.comparison(
+        "Before/after: parent-section context",
+        PARENT_TEXT,
+        [
+            *rs.extractive_columns("answer_eval_calib_after", "answer_eval_parent_600"),
+            Compared(
+                "p50 ms",
+                "latency_p50_ms",
+                ("answer_eval_calib_after", "answer_eval_parent_600"),
+                digits=0,
+            ),
+        ],
     ),
 )
