@@ -36,7 +36,7 @@ import numpy as np
 from bench._common import table, write_results
 from bench.answer_metrics import containment
 from bench.answer_sets import ANSWERABLE
-from bench.gate_calibration import is_dev, newest_answers_dir
+from bench.gate_calibration import error_rates, is_dev, newest_answers_dir
 from indexing.analysis import analyze_many
 from query_engine.extractive import (
     Extracted,
@@ -115,15 +115,9 @@ def rates(items: Sequence[Scored], config: ExtractiveConfig) -> dict[str, float]
         refused += not text
         contained += bool(text) and containment(text, item.row["answers"], item.row["language"])
     answered = sum(1 for i in unanswerable if answer(i, config))
-    return {
-        "containment": contained / len(answerable) if answerable else float("nan"),
-        "refusal_rate_answerable": refused / len(answerable) if answerable else float("nan"),
-        "hallucination_rate_unanswerable": answered / len(unanswerable)
-        if unanswerable
-        else float("nan"),
-        "n": len(answerable),
-        "n_unanswerable": len(unanswerable),
-    }
+    share = contained / len(answerable) if answerable else float("nan")
+    return {"containment": share,
+            **error_rates(refused, len(answerable), answered, len(unanswerable))}  # fmt: skip
 
 
 def evaluate(items: Sequence[Scored], config: ExtractiveConfig) -> dict[str, Any]:

@@ -129,13 +129,20 @@ def rates(
 
     refused = sum(1 for r in answerable if not answers(r))
     answered = sum(1 for r in unanswerable if answers(r))
+    return error_rates(refused, len(answerable), answered, len(unanswerable))
+
+
+def error_rates(
+    refused: float, answerable: int, answered: float, unanswerable: int
+) -> dict[str, float]:
+    """Refusals of the ``answerable`` questions and answers to the ``unanswerable`` ones, as
+    rates (NaN for an empty kind), with both counts."""
+    nan = float("nan")
     return {
-        "refusal_rate_answerable": refused / len(answerable) if answerable else float("nan"),
-        "hallucination_rate_unanswerable": answered / len(unanswerable)
-        if unanswerable
-        else float("nan"),
-        "n": len(answerable),
-        "n_unanswerable": len(unanswerable),
+        "refusal_rate_answerable": refused / answerable if answerable else nan,
+        "hallucination_rate_unanswerable": answered / unanswerable if unanswerable else nan,
+        "n": answerable,
+        "n_unanswerable": unanswerable,
     }
 
 
