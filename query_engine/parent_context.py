@@ -184,15 +184,19 @@ def _node(hit: NodeWithScore, rows: list[dict[str, Any]]) -> NodeWithScore:
 
 
 def _joined(rows: Sequence[dict[str, Any]]) -> str:
-    """The chunks' text in document order, each overlap with the previous chunk said once."""
+    """The chunks' text in document order, each overlap with the previous chunk said once.
+
+    Between two chunks that do not overlap lies only the whitespace the chunker trimmed (within
+    one section no heading is left out): it is written as that many newlines, the paragraph and
+    line breaks it almost always is, so the text stays ``document[char_start:char_end]``."""
     text, end = "", None
     for row in rows:
         chunk = str(row.get(schema.TEXT) or "")
         span = _span(row)
-        if end is not None and span is not None and span[0] < end:
-            chunk = chunk[end - span[0] :]
+        if end is not None and span is not None:
+            chunk = chunk[end - span[0] :] if span[0] < end else "\n" * (span[0] - end) + chunk
         elif text:
-            chunk = "\n" + chunk.lstrip()
+            chunk = "\n" + chunk
         text += chunk
         end = max(end or 0, span[1]) if span is not None else None
     return text
