@@ -468,7 +468,8 @@ def comparison(title: str, text: str, *tables: Sequence[Compared]) -> Section:
 
 RUNNER_UP_TEXT = """\
 Extractive, the same questions. Before: the rows of a run of the code before the change, \
-re-summarised with `--from-rows`; after: `answer_eval.json`, and for a set asked in full (as \
+re-summarised with `--from-rows`; after: that session's `answer_eval.json` (kept as \
+`answer_eval_after_runner_up.json`), and for a set asked in full (as \
 `ko_seeds` was before) `answer_eval_ko_seeds_all_extractive.json`. An extractive answer also \
 quotes the second-best sentence when its lexical + similarity score is within \
 `ExtractiveConfig.runner_up_margin` of the best's (each on its own line, each citing its \
@@ -491,6 +492,6 @@ def extractive_columns(*stems: str) -> list[Compared]:
 RUNNER_UP = comparison(
     "Before/after: the runner-up sentence",
     RUNNER_UP_TEXT,
-    extractive_columns("answer_eval_before_runner_up", "answer_eval"),
+    extractive_columns("answer_eval_before_runner_up", "answer_eval_after_runner_up"),
     extractive_columns("answer_eval_before_runner_up", "answer_eval_ko_seeds_all_extractive"),
 )
