@@ -69,7 +69,8 @@ async def scored(answers_dir: Path) -> list[Scored]:
     found = []
     for set_name, row in _rows(answers_dir):
         sources = [
-            SourceText(s["n"], s["text"] or "", s.get("context") or "") for s in row["sources"]
+            SourceText(s["n"], s["text"] or "", s.get("context") or "", s.get("doc_id") or "")
+            for s in row["sources"]
         ]
         ranked = rank_sentences(row["question"], sources, analyze_many) if sources else []
         top = [e.sentence for e in ranked[:CANDIDATES]]

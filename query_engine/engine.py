@@ -143,7 +143,12 @@ class DocqaQueryEngine(CustomQueryEngine):
             return self.finish(prepared, "", mode="extractive")
         started = time.perf_counter()
         sources = [
-            SourceText(n, node.node.get_content(), context=_context_of(node))
+            SourceText(
+                n,
+                node.node.get_content(),
+                context=_context_of(node),
+                doc_id=str(node.node.metadata.get("doc_id") or ""),
+            )
             for n, node in enumerate(prepared.nodes, start=1)
         ]
         config = self.config.extractive

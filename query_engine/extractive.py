@@ -86,6 +86,7 @@ class SourceText:
     n: int  # the source's number ([n]) among the retrieved ones, in rank order
     text: str
     context: str = ""  # title and section path: topic words the text may not repeat
+    doc_id: str = ""  # its document: an answer quotes one document
 
 
 @dataclass(frozen=True)
@@ -254,12 +255,20 @@ def answer_text(
     if found is None:
         return ""
     second = runner_up(ranked[: len(similarities)], similarities, found, config)
+    if second is not None and _document(sources, second.n) != _document(sources, found.n):
+        # one answer quotes one document: a close sentence of another one (a notice that only
+        # names the topic, a document written to be retrieved) does not ride along
+        second = None
     return extractive_text(
         quoted_together(
             with_list_items(found, sources),
             with_list_items(second, sources) if second is not None else None,
         )
     )
+
+
+def _document(sources: Sequence[SourceText], n: int) -> str:
+    return next((s.doc_id for s in sources if s.n == n), "")
 
 
 def extract_answer(

@@ -78,3 +78,19 @@ def test_the_choice_is_the_best_containment_no_worse_on_refusals_and_hallucinati
     assert len(grid) == 20
     on_current = evaluate(items, current)
     assert on_current["mean_containment"] == 0.0 and set(on_current["sets"]) == {"s", "t"}
+
+
+def test_the_runner_up_is_quoted_only_from_the_best_sentence_s_document() -> None:
+    guide = SourceText(1, TEXT, doc_id="guide")
+    notice = SourceText(2, "Lunch is served in the canteen.", doc_id="notice")
+    canteen = Extracted(2, "Lunch is served in the canteen.", 0, 31, 0.38)
+    config = replace(NO_RUNNER_UP, dense_weight=3.0, runner_up_margin=0.5)
+    question = "How much is lunch?"
+    # LUNCH (0.40 + 2.85) and the notice's sentence (0.38 + 2.79) are within the margin
+    ranked, sims = [LUNCH, canteen], [0.95, 0.93]
+    same = answer_text(question, ranked, sims, [guide, SourceText(2, notice.text, doc_id="guide")],
+                       config)  # fmt: skip
+    assert same == "Lunch costs 8 euros a day. [1]\nLunch is served in the canteen. [2]"
+    assert answer_text(question, ranked, sims, [guide, notice], config) == (
+        "Lunch costs 8 euros a day. [1]"
+    )
