@@ -39,6 +39,15 @@ not move: the prompt-token estimate counts a Hangul syllable as its three UTF-8 
 tokens hold about 200 syllables, less than one of their chunks and its neighbour. p50 is the \
 whole `/v1/query` as the client saw it (one more Milvus query per question)."""
 
+SAME_DOCUMENT_TEXT = """\
+Extractive only, the same questions: before, `answer_eval_parent_600.json`; after, \
+`answer_eval_same_document.json`, the code as it is now (parent context on by default, and \
+the runner-up sentence quoted only when it comes from the best sentence's document). With the \
+margin of 0.5 a close sentence of another document rode along: in \
+`tests/integration/test_injected_documents.py` the first line of a prompt-injection notice \
+("… service notice about brushing the burrs …"), which made the answer cite the injected \
+document. One answer quotes one document now; what that costs is in the table."""
+
 
 def tuning(data: Results, library: Library) -> list[str]:
     grid = {
@@ -86,5 +95,10 @@ SECTIONS = (
                 digits=0,
             ),
         ],
+    ),
+    rs.comparison(
+        "Before/after: the runner-up from the same document only",
+        SAME_DOCUMENT_TEXT,
+        rs.extractive_columns("answer_eval_parent_600", "answer_eval_same_document"),
     ),
 )
