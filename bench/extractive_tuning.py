@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import json
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -36,8 +35,15 @@ import numpy as np
 from bench._common import table, write_results
 from bench.answer_metrics import containment
 from bench.answer_sets import ANSWERABLE
-from bench.gate_calibration import error_rates, is_dev, newest_answers_dir
+from bench.gate_calibration import (
+    error_rates,
+    extractive_rows,
+    is_dev,
+    newest_answers_dir,
+    row_sources,
+)
 from indexing.analysis import analyze_many
+from query_engine.engine import question_similarities
 from query_engine.extractive import (
     Extracted,
     ExtractiveConfig,
@@ -67,42 +73,19 @@ async def scored(answers_dir: Path) -> list[Scored]:
 
     embedder = build_embedder(EmbedderConfig())
     found = []
-    for set_name, row in _rows(answers_dir):
-        sources = [
-            SourceText(s["n"], s["text"] or "", s.get("context") or "", s.get("doc_id") or "")
-            for s in row["sources"]
-        ]
+    for set_name, row in extractive_rows(answers_dir):
+        sources = row_sources(row)
         ranked = rank_sentences(row["question"], sources, analyze_many) if sources else []
         top = [e.sentence for e in ranked[:CANDIDATES]]
-        similarities: list[float] = []
-        if top:
-            query = np.asarray(await embedder.embed_query(row["question"]), np.float32)
-            passages = np.asarray(await embedder.embed_passages(top), np.float32)
-            similarities = [float(x) for x in passages @ query.reshape(-1)]
+        similarities = await question_similarities(embedder, row["question"], top) if top else []
         found.append(Scored(row, set_name, sources, ranked, similarities))
     await embedder.aclose()
-    if not found:
-        raise SystemExit(f"no extractive rows with sources in {answers_dir}")
     return found
 
 
-def _rows(answers_dir: Path) -> list[tuple[str, dict[str, Any]]]:
-    """(set, row) of every extractive row that recorded its sources."""
-    rows = []
-    for path in sorted(answers_dir.glob("*.extractive.jsonl")):
-        set_name = path.name.removesuffix(".extractive.jsonl")
-        for line in path.read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            if "error" not in row and "sources" in row:
-                rows.append((set_name, row))
-    return rows
-
-
 def answer(item: Scored, config: ExtractiveConfig) -> str:
-    """What the engine answers for ``item`` under ``config`` ("" = "not found"): it embeds the
-    top sentences only when the best lexical score passes the gate."""
-    if not item.ranked or item.ranked[0].score < config.min_score:
-        return ""
+    """What the engine answers for ``item`` under ``config`` ("" = "not found"); the lexical
+    gate is :func:`query_engine.extractive.choose`'s own."""
     similarities = item.similarities[: config.rerank_top]
     return answer_text(item.row["question"], item.ranked, similarities, item.sources, config)
 

@@ -35,12 +35,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from bench._common import docqa_home, table, write_results
 from bench.answer_sets import ANSWERABLE
 from bench.paraphrase_coverage import paraphrase_coverages
 from indexing.analysis import analyze_many
+from query_engine.engine import question_similarities
 from query_engine.extractive import ExtractiveConfig, SourceText, extract_answer, rank_sentences
 
 THRESHOLDS = [round(0.05 * i, 2) for i in range(0, 31)]
@@ -57,22 +56,37 @@ def newest_answers_dir() -> Path:
     return runs[-1]
 
 
-def scored_rows(answers_dir: Path) -> list[dict[str, Any]]:
+def extractive_rows(answers_dir: Path) -> list[tuple[str, dict[str, Any]]]:
+    """(set, row) of every extractive row of ``answers_dir`` that recorded its sources."""
     rows = []
     for path in sorted(answers_dir.glob("*.extractive.jsonl")):
         set_name = path.name.removesuffix(".extractive.jsonl")
         for line in path.read_text(encoding="utf-8").splitlines():
             row = json.loads(line)
-            if "error" in row or "sources" not in row:
-                continue
-            rows.append({**row, "set": set_name, "score": extractive_score(row)})
+            if "error" not in row and "sources" in row:
+                rows.append((set_name, row))
     if not rows:
         raise SystemExit(f"no extractive rows with sources in {answers_dir}")
     return rows
 
 
+def row_sources(row: dict[str, Any]) -> list[SourceText]:
+    """The sources a row was answered from, as the engine hands them to the extractive code."""
+    return [
+        SourceText(s["n"], s["text"] or "", s.get("context") or "", s.get("doc_id") or "")
+        for s in row["sources"]
+    ]
+
+
+def scored_rows(answers_dir: Path) -> list[dict[str, Any]]:
+    return [
+        {**row, "set": set_name, "score": extractive_score(row)}
+        for set_name, row in extractive_rows(answers_dir)
+    ]
+
+
 def extractive_score(row: dict[str, Any]) -> float:
-    sources = [SourceText(s["n"], s["text"] or "", s.get("context") or "") for s in row["sources"]]
+    sources = row_sources(row)
     if not sources:
         return NO_SCORE
     ungated = ExtractiveConfig(min_score=NO_SCORE)
@@ -89,16 +103,11 @@ async def add_similarities(rows: list[dict[str, Any]]) -> None:
     embedder = build_embedder(EmbedderConfig())
     config = ExtractiveConfig()
     for row in rows:
-        sources = [
-            SourceText(s["n"], s["text"] or "", s.get("context") or "") for s in row["sources"]
-        ]
-        top = rank_sentences(row["question"], sources, analyze_many)[: config.rerank_top]
+        top = rank_sentences(row["question"], row_sources(row), analyze_many)[: config.rerank_top]
         if not top:
             row["similarity"] = row["coverage"] = NO_SCORE
             continue
-        query = np.asarray(await embedder.embed_query(row["question"]), dtype=np.float32)
-        passages = np.asarray(await embedder.embed_passages([e.sentence for e in top]), np.float32)
-        sims = [float(x) for x in passages @ query.reshape(-1)]
+        sims = await question_similarities(embedder, row["question"], [e.sentence for e in top])
         best = max(range(len(top)), key=lambda i: top[i].score + config.dense_weight * sims[i])
         row["similarity"] = sims[best]
         row["coverage"] = top[best].coverage

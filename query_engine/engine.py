@@ -25,6 +25,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle
 from docqa_core.citations import all_cited
 from docqa_core.scripts import detect_language
 from indexing.analysis import analyze_many
+from indexing.embedding import Embedder
 from query_engine.admission import WorkAdmission, unlimited
 from query_engine.answer_types import answers_question
 from query_engine.extractive import ExtractiveConfig, SourceText, answer_text, rank_sentences
@@ -166,13 +167,10 @@ class DocqaQueryEngine(CustomQueryEngine):
         return self.finish(prepared, answer, mode="extractive")
 
     async def _similarities(self, question: str, sentences: list[str]) -> list[float]:
-        """Cosine of each sentence to the question (e5 vectors are unit length); none without
-        an embedder or a dense weight."""
+        """:func:`question_similarities`; none without an embedder or a dense weight."""
         if self.embedder is None or not sentences or not self.config.extractive.dense_weight:
             return []
-        query = np.asarray(await self.embedder.embed_query(question), dtype=np.float32)
-        passages = np.asarray(await self.embedder.embed_passages(sentences), dtype=np.float32)
-        return [float(x) for x in passages @ query.reshape(-1)]
+        return await question_similarities(self.embedder, question, sentences)
 
     def finish(
         self, prepared: PreparedQuery, raw_answer: str, *, mode: str = "generative"
@@ -193,6 +191,16 @@ class DocqaQueryEngine(CustomQueryEngine):
             "timings_ms": {k: round(v, 2) for k, v in prepared.timings_ms.items()},
         }
         return Response(response=final, source_nodes=prepared.nodes, metadata=metadata)
+
+
+async def question_similarities(
+    embedder: Embedder, question: str, sentences: Sequence[str]
+) -> list[float]:
+    """Cosine of each sentence to the question (e5 vectors are unit length): what re-ranks the
+    extractive candidates, here and in the offline calibrations of ``bench``."""
+    query = np.asarray(await embedder.embed_query(question), dtype=np.float32)
+    passages = np.asarray(await embedder.embed_passages(list(sentences)), dtype=np.float32)
+    return [float(x) for x in passages @ query.reshape(-1)]
 
 
 def _responsive_grounding(

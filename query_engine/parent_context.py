@@ -47,10 +47,15 @@ class _Source:
         return int(self.hit.node.metadata.get("chunk_index") or 0)
 
     @property
-    def chunk_count(self) -> int:
-        """The document's chunks (unknown: as many as could be asked for)."""
+    def chunk_count(self) -> int | None:
+        """The document's chunks, when the hit says."""
         count = self.hit.node.metadata.get("chunk_count")
-        return count if isinstance(count, int) else self.high + 1 + 2**16
+        return count if isinstance(count, int) else None
+
+    def neighbourhood(self, window: int) -> range:
+        """The chunk indexes within ``window`` of this source, inside its document."""
+        end = self.high + window + 1
+        return range(max(0, self.low - window), min(end, self.chunk_count or end))
 
     def touches(self, key: Key, index: int, section: str) -> bool:
         """``index`` of ``key`` adjoins this source's chunks, in the same section."""
@@ -86,11 +91,7 @@ async def with_parent_context(
         elif len(sources) < top_k:
             sources.append(_Source(node, key, index, index, {index: _entity(node)}))
     # a document of one chunk has no neighbours to ask Milvus for
-    wanted = {
-        s.key: range(max(0, s.low - window), min(s.high + window + 1, s.chunk_count))
-        for s in sources
-        if s.chunks and s.chunk_count > 1
-    }
+    wanted = {s.key: s.neighbourhood(window) for s in sources if s.chunks and s.chunk_count != 1}
     found = await store.chunks_at(collection, wanted, expr) if wanted else []
     by_key: dict[Key, dict[int, dict[str, Any]]] = {}
     for row in found:
