@@ -226,10 +226,19 @@ def _settle(*futures: asyncio.Future[Any]) -> None:
     """Cancel what is still running (the embedder or the dense search failed); mark what
     failed as seen, so no "exception never retrieved" warning follows our own error."""
     for future in futures:
-        if not future.done():
+        if future.done():
+            _retrieve_outcome(future)
+        else:
             future.cancel()
-        elif not future.cancelled():
-            future.exception()
+            # a task can still end in an error instead of "cancelled" (a client library that
+            # turns the cancellation into its own error, as pymilvus did in CI while recovering
+            # a connection): its outcome is read when it ends
+            future.add_done_callback(_retrieve_outcome)
+
+
+def _retrieve_outcome(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 def _all_of(*expressions: str) -> str:

@@ -49,6 +49,14 @@ MILVUS_GRPC_OPTIONS: dict[str, Any] = {"grpc.keepalive_permit_without_calls": Fa
 
 
 def build_milvus(settings: MilvusSettings) -> AsyncMilvusClient:
+    """A client with its own gRPC channel (``dedicated``), closed by its ``close()``.
+
+    pymilvus 3 otherwise shares one channel per address and token between every client of the
+    process and never closes it: each new set of clients (an app started again in the same
+    process, a batch job's) inherited whatever state the old channel was in, its connect timeout
+    and its recoveries. A CI run saw a freshly started app's first searches fail on such a
+    channel ("Fail connecting to server" while pymilvus recovered it), while Milvus served the
+    clients before and after it."""
     token = settings.token.get_secret_value() if settings.token else ""
     return AsyncMilvusClient(
         uri=settings.uri,
@@ -56,6 +64,7 @@ def build_milvus(settings: MilvusSettings) -> AsyncMilvusClient:
         db_name=settings.db_name,
         timeout=settings.timeout_s,
         grpc_options=MILVUS_GRPC_OPTIONS,
+        dedicated=True,
     )
 
 

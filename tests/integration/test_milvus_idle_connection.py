@@ -6,20 +6,26 @@ away ("too_many_pings") after a minute or two, and the next call had to reconnec
 the client pings every second with no cap on pings between data frames, so what took the server
 minutes to refuse takes it seconds: the first test shows that the options our clients are built
 with (``MILVUS_GRPC_OPTIONS``) never provoke it, the second that the server does refuse a client
-with pymilvus' default within the same idle time.
+with pymilvus' default within the same idle time. The third shows that each set of our clients
+has its own connection, which closing the clients closes (pymilvus would otherwise keep one
+shared connection per address for the life of the process, see ``build_milvus``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from pymilvus import AsyncMilvusClient
 
-from services.common.clients import MILVUS_GRPC_OPTIONS
+from services.common.clients import MILVUS_GRPC_OPTIONS, build_data_clients
 from tests.conftest import Servers
+from tests.integration.conftest import indexing_settings
 
 FAST_PINGS = {"grpc.keepalive_time_ms": 1000, "grpc.http2.max_pings_without_data": 0}
 IDLE_S = 15  # the server sent a fast-pinging idle client away after 3.5 s
@@ -66,3 +72,50 @@ async def test_the_server_sends_away_a_client_that_pings_while_idle(
     finally:
         await client.close()
     assert "too_many_pings" in logged
+
+
+def _established_to(port: int) -> int:
+    """This process's established TCP connections to ``port`` (from /proc: no psutil here)."""
+    fds = (os.path.join("/proc/self/fd", fd) for fd in os.listdir("/proc/self/fd"))
+    sockets = set()
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:["):
+                sockets.add(target[8:-1])
+    count = 0
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                remote_port = int(fields[2].rsplit(":", 1)[1], 16)
+                established = fields[3] == "01"
+                count += remote_port == port and established and fields[9] in sockets
+    return count
+
+
+async def _settled_count(port: int, expected: int) -> int:
+    """The count once it reaches ``expected`` (a closed channel lets go within moments)."""
+    count = _established_to(port)
+    for _ in range(100):  # 5 s
+        if count == expected:
+            break
+        await asyncio.sleep(0.05)
+        count = _established_to(port)
+    return count
+
+
+async def test_each_set_of_clients_has_its_own_connection_and_closes_it(
+    data_servers: Servers,
+) -> None:
+    port = urlsplit(data_servers.milvus_uri).port
+    assert port is not None
+    before = _established_to(port)
+    for _ in range(3):
+        clients = build_data_clients(indexing_settings(data_servers))
+        try:
+            await clients.store.ping()
+            assert await _settled_count(port, before + 1) == before + 1
+        finally:
+            await clients.aclose()
+        assert await _settled_count(port, before) == before

@@ -45,9 +45,18 @@ class SlowEmbedder:
 
 
 class RecordingStore:
-    def __init__(self, timeline: Timeline, *, sparse_error: Exception | None = None) -> None:
+    def __init__(
+        self,
+        timeline: Timeline,
+        *,
+        sparse_error: Exception | None = None,
+        error_when_cancelled: Exception | None = None,
+        sparse_s: float = 0.01,
+    ) -> None:
+        self.sparse_s = sparse_s
         self.timeline = timeline
         self.sparse_error = sparse_error
+        self.error_when_cancelled = error_when_cancelled
         self.sparse_cancelled = False
 
     async def require(self, collection: str) -> str:
@@ -64,9 +73,11 @@ class RecordingStore:
     ) -> Any:
         self.timeline.events.append("sparse start")
         try:
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(self.sparse_s)
         except asyncio.CancelledError:
             self.sparse_cancelled = True
+            if self.error_when_cancelled is not None:
+                raise self.error_when_cancelled from None
             raise
         if self.sparse_error is not None:
             raise self.sparse_error
@@ -127,4 +138,22 @@ async def test_a_bm25_error_behind_an_embedder_error_is_not_left_unretrieved(
         await retriever(store, SlowEmbedder(timeline, fail=True)).aretrieve(QueryBundle("q"))
     gc.collect()
     await asyncio.sleep(0)
+    assert "never retrieved" not in caplog.text
+
+
+async def test_a_bm25_search_that_fails_when_cancelled_is_not_left_unretrieved(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # a client library may turn the cancellation into its own error (pymilvus recovering a
+    # connection did, in CI): the task then ends in an error nobody awaits
+    timeline = Timeline()
+    store = RecordingStore(
+        timeline, error_when_cancelled=ConnectionError("milvus went away"), sparse_s=1.0
+    )
+    with pytest.raises(RuntimeError, match="embedder crashed"):
+        await retriever(store, SlowEmbedder(timeline, fail=True)).aretrieve(QueryBundle("q"))
+    await asyncio.sleep(0.02)  # the search task ends
+    gc.collect()
+    await asyncio.sleep(0)
+    assert store.sparse_cancelled
     assert "never retrieved" not in caplog.text
