@@ -192,6 +192,7 @@ def serve_command(
     max_model_len: int = 2048,
     dtype: str = "bfloat16",
     served_model_name: str = SERVED_MODEL_NAME,
+    pooling: bool = False,
 ) -> list[str]:
     """The argv that starts vLLM's OpenAI-compatible server on the converted model.
 
@@ -200,7 +201,9 @@ def serve_command(
     ``dtype``: bf16 halves memory and is fast where the CPU computes in it (AVX512-BF16, AMX);
     elsewhere it is emulated and float32 is several times faster (:func:`local_dtype`).
     ``--generation-config vllm`` keeps sampling defaults in the client's hands rather than the
-    converted checkpoint's.
+    converted checkpoint's. ``pooling``: the model as an embedding model instead (vLLM's adapter
+    pools its last hidden state), which serves ``/v1/rerank`` by cosine similarity: a real rerank
+    server to test docqa's rerank stage against, as no cross-encoder's weights ship on PyPI.
     """
     return [
         str(venv_python),
@@ -222,6 +225,7 @@ def serve_command(
         host,
         "--port",
         str(port),
+        *(["--runner", "pooling", "--convert", "embed"] if pooling else []),
     ]
 
 

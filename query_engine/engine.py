@@ -100,6 +100,7 @@ class DocqaQueryEngine(CustomQueryEngine):
         timings = {
             "embed": trace.embed_ms,
             "retrieve": (time.perf_counter() - started) * 1000,
+            **({"rerank": trace.rerank.ms} if trace.rerank.ms else {}),
         }
         if not trace.relevant or not nodes:
             return PreparedQuery(question, language, [], [], True, timings, started, options)

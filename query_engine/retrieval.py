@@ -14,7 +14,7 @@ import math
 import re
 import time
 from collections.abc import Awaitable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any, Literal
 
@@ -36,6 +36,7 @@ from query_engine.dated_versions import (
 )
 from query_engine.parent_context import with_parent_context
 from query_engine.prompts import estimate_llm_tokens
+from query_engine.rerank import HttpReranker, RerankTrace
 from query_engine.section_refs import (
     ArticleRef,
     article_references,
@@ -87,6 +88,7 @@ class RetrievalTrace:
     as_of: str = ""  # the date whose versions were searched
     superseded: int = 0  # versions left out: another of their group is in force at as_of
     pinned: int = 0  # chunks of articles the question names, put first
+    rerank: RerankTrace = field(default_factory=RerankTrace)
 
 
 class HybridRetriever(BaseRetriever):
@@ -104,8 +106,10 @@ class HybridRetriever(BaseRetriever):
         generations: CurrentGenerationFilter | None = None,
         as_of: date | None = None,
         admission: WorkAdmission | None = None,
+        reranker: HttpReranker | None = None,
     ) -> None:
         super().__init__()
+        self._reranker = reranker  # None: the fused order is the ranking
         # one bound for every caller (/v1/retrieve, /v1/query, the OpenAI route): see admission.py
         self._admission = admission or unlimited()
         self._generations = generations  # None: no Redis at hand, every hit is kept
@@ -166,7 +170,11 @@ class HybridRetriever(BaseRetriever):
         top_k = self._config.top_k
         # merged hits free places in the sources: the ranking is read further to fill them
         read = top_k * PARENT_READ_AHEAD if self._config.parent_tokens > 0 else top_k
+        if self._reranker is not None:
+            read = max(read, self._reranker.config.candidates)
         fused = fuse(dense, sparse, replace(self._config, top_k=read))
+        if self._reranker is not None:
+            fused, self.trace.rerank = await self._reranker.rerank(question, fused)
         if pinned:
             ids = {n.node.node_id for n in pinned}
             fused = [*pinned, *(n for n in fused if n.node.node_id not in ids)]

@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from deploy import processes, stack
+from deploy.rerank_server import rerank_spec as rerank_server_spec
+from deploy.rerank_server import rerank_url
 
 TESTS_DIR = Path(__file__).parent
 MARK_BY_DIR = {
@@ -173,3 +175,15 @@ def vllm_replica(
     replica.start()
     yield replica
     replica.stop()
+
+
+@pytest.fixture(scope="module")
+def rerank_server(test_paths: stack.StackPaths, runtime_dir: Path) -> Iterator[str]:
+    """A real vLLM ``/v1/rerank`` endpoint (``deploy.rerank_server``) for one test module;
+    stopped after it, so its memory and core are free for the rest of the session."""
+    stack.setup(test_paths)
+    port = processes.free_port()
+    spec = _runtime_spec(rerank_server_spec(test_paths, port, name="test-rerank"), runtime_dir)
+    _start(spec, stack.http_ready(f"http://127.0.0.1:{port}/health"), 300)
+    yield rerank_url(port)
+    processes.stop(spec.pid_path)

@@ -3,7 +3,10 @@ control. Kept apart from ``settings.py`` (which re-exports them) so each file ho
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
 
 
 class CacheSettings(BaseModel):
@@ -63,3 +66,33 @@ class AdmissionSettings(BaseModel):
     max_active: int = Field(4, ge=1, le=1024, description="stages running at once (~2x cores)")
     max_queued: int = Field(32, ge=0, le=100_000, description="stages waiting for a turn")
     max_wait_s: float = Field(5.0, gt=0, le=300, description="longest a question waits its turn")
+
+
+class RerankSettings(BaseModel):
+    """The optional cross-encoder stage (``query_engine.rerank``): off while ``url`` is empty."""
+
+    url: str = Field(
+        "",
+        description="the rerank endpoint itself, e.g. http://reranker:8000/v1/rerank (vLLM, "
+        "Cohere, Jina, Infinity) or http://tei:8080/rerank (api=tei); empty: no rerank stage",
+    )
+    model: str = Field("", description="model name sent with each request (api=cohere)")
+    api_key: SecretStr = SecretStr("")
+    api: Literal["cohere", "tei"] = Field("cohere", description="the endpoint's request shape")
+    candidates: int = Field(
+        30, ge=2, le=200, description="first fused candidates the reranker re-orders"
+    )
+    timeout_s: float = Field(
+        1.0, gt=0, le=60, description="longest a question waits for the reranker (then: fused)"
+    )
+    cooldown_s: float = Field(
+        5.0, ge=0, le=600, description="after a failed call, questions skip the stage this long"
+    )
+    max_chars: int = Field(2000, ge=100, le=100_000, description="of each passage sent")
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("DOCQA_RERANK_URL must be an http(s) URL")
+        return value

@@ -26,6 +26,7 @@ from services.common.query_settings import (
     AdmissionSettings,
     CacheSettings,
     FaqSettings,
+    RerankSettings,
     SessionSettings,
 )
 from services.common.rate_limit_settings import RateLimitSettings
@@ -38,6 +39,7 @@ __all__ = [  # re-exported
     "AdmissionSettings",
     "CacheSettings",
     "FaqSettings",
+    "RerankSettings",
     "SessionSettings",
 ]
 
@@ -451,6 +453,7 @@ class QuerySettings(CommonSettings):
     admission: AdmissionSettings = AdmissionSettings()
     llm: LLMSettings = LLMSettings()
     retrieval: RetrievalSettings = RetrievalSettings()
+    rerank: RerankSettings = RerankSettings()
     cache: CacheSettings = CacheSettings()
     sessions: SessionSettings = SessionSettings()
     faq: FaqSettings = FaqSettings()

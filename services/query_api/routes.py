@@ -20,6 +20,7 @@ from docqa_core.errors import DependencyUnavailable, DocqaError, InvalidRequest,
 from query_engine.answer import Answer, citations_from
 from query_engine.answering import AnswerStream, CachedHit
 from query_engine.cache import REDIS_ERRORS
+from query_engine.retrieval import RetrievalTrace
 from services.common.auth import Scope, check_collection, require_scope
 from services.common.errors import envelope
 from services.common.metrics import QUERY_STAGE_SECONDS
@@ -90,6 +91,12 @@ async def sse_events(stream: AnswerStream) -> AsyncIterator[str]:
         await stream.aclose()
 
 
+def retrieve_timings(trace: RetrievalTrace, total_ms: float) -> dict[str, float]:
+    timings = {"embed": trace.embed_ms, "rerank": trace.rerank.ms, "total": total_ms}
+    # "rerank" only when the stage was tried (DOCQA_RERANK_URL set and not cooling down)
+    return {stage: round(ms, 2) for stage, ms in timings.items() if ms or stage != "rerank"}
+
+
 def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
@@ -108,7 +115,13 @@ async def retrieve(body: QueryIn, request: Request, runtime: RuntimeDep) -> Retr
     QUERY_STAGE_SECONDS.labels("retrieve").observe(total / 1000)
     return RetrieveOut(
         citations=citations_from(nodes),
-        timings_ms={"embed": round(retriever.trace.embed_ms, 2), "total": round(total, 2)},
+        timings_ms={
+            "embed": round(retriever.trace.embed_ms, 2),
+            **(
+                {"rerank": round(retriever.trace.rerank.ms, 2)} if retriever.trace.rerank.ms else {}
+            ),
+            "total": round(total, 2),
+        },
     )
 
 

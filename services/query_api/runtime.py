@@ -28,12 +28,13 @@ from query_engine.engine import DocqaQueryEngine, EngineConfig
 from query_engine.faq import FaqConfig, FaqStore
 from query_engine.llm.pooled_llm import PooledLLM
 from query_engine.memory import SessionStore
+from query_engine.rerank import HttpReranker, RerankConfig
 from query_engine.retrieval import HybridRetriever, RetrievalConfig
 from query_engine.versions import VersionWatcher
 from services.common.clients import DataClients, build_data_clients, warm_up_models
 from services.common.health import DependencyCheck
 from services.common.llm_pool import build_pooled_llm
-from services.common.settings import QuerySettings
+from services.common.settings import QuerySettings, RerankSettings
 
 
 @dataclass
@@ -47,6 +48,7 @@ class QueryRuntime:
     answer_cache: AnswerCache | None
     sessions: SessionStore
     faq: FaqStore
+    reranker: HttpReranker | None = None  # the optional cross-encoder stage (DOCQA_RERANK_URL)
     answerer: Answerer = field(init=False)
     admission: WorkAdmission = field(init=False)
 
@@ -111,10 +113,13 @@ class QueryRuntime:
                 embedder=embedder,
                 versions=versions,
             ),
+            reranker=build_reranker(settings.rerank),
         )
 
     async def aclose(self) -> None:
         await self.versions.aclose()
+        if self.reranker is not None:
+            await self.reranker.aclose()
         pool = getattr(self.llm, "pool", None)
         if pool is not None:
             await pool.aclose()
@@ -158,6 +163,7 @@ class QueryRuntime:
             generations=self.generations,
             as_of=as_of,
             admission=self.admission,
+            reranker=self.reranker,
         )
 
     def _engine_for(self, request: AnswerRequest, llm: LLM) -> DocqaQueryEngine:
@@ -183,7 +189,7 @@ class QueryRuntime:
                 model=settings.llm.model,
                 grounding_policy=settings.grounding_policy,
                 max_answer_tokens=settings.llm.max_answer_tokens,
-                retrieval_fingerprint=json.dumps(settings.retrieval.model_dump(), sort_keys=True),
+                retrieval_fingerprint=retrieval_fingerprint(settings),
                 condense_timeout_s=settings.sessions.condense_timeout_s,
                 default_mode=settings.answer_mode,
             ),
@@ -193,6 +199,30 @@ class QueryRuntime:
             sessions=self.sessions,
             faq=self.faq.lookup,
         )
+
+
+def retrieval_fingerprint(settings: QuerySettings) -> str:
+    """What decides which sources an answer is built from, for the answer cache's key: a cached
+    answer of another ranking (other weights, another reranker) is not served."""
+    rerank = settings.rerank.model_dump(include={"url", "model", "api", "candidates", "max_chars"})
+    return json.dumps({**settings.retrieval.model_dump(), "rerank": rerank}, sort_keys=True)
+
+
+def build_reranker(settings: RerankSettings) -> HttpReranker | None:
+    if not settings.url:
+        return None
+    return HttpReranker(
+        RerankConfig(
+            url=settings.url,
+            model=settings.model,
+            api_key=settings.api_key.get_secret_value(),
+            api=settings.api,
+            candidates=settings.candidates,
+            timeout_s=settings.timeout_s,
+            cooldown_s=settings.cooldown_s,
+            max_chars=settings.max_chars,
+        )
+    )
 
 
 def _answer_cache(
