@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import report_load, report_models, report_tuning
+from bench import report_load, report_models, report_rerank, report_tuning
 from bench import report_sections as rs
 from bench._common import REPO_ROOT, RESULTS_DIR
 from bench.report_sections import Compared, Library, Results, Section, dig, num, records_table
@@ -392,6 +392,7 @@ SECTIONS: tuple[Section, ...] = (
     *report_tuning.SECTIONS,
     *report_models.SECTIONS,
     Section("Retrieval quality", ("retrieval_eval",), retrieval),
+    *report_rerank.SECTIONS,
     Section('The extractive "not found" gates', ("gate_calibration",), gate_calibration),
     Section("Query front door", ("front_door",), front_door, intro=FRONT_DOOR_INTRO),
     Section("Query latency and throughput", ("query",), query, intro=QUERY_INTRO),

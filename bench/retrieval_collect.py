@@ -130,8 +130,13 @@ async def collect(sets: Sequence[EvalSet], runtime_dir: Path) -> Collected:
                 started = time.perf_counter()
                 collected.chunks[s.name] = await ingest(pipeline, names[s.name], s.documents)
                 collected.ingest_s[s.name] = time.perf_counter() - started
+            # chunks as ranked: parent context grows a document's own chunks, which leaves the
+            # order of documents as it is, and its store calls are not recorded
             config = replace(
-                retrieval_config(query.retrieval), candidates=RECORD_DEPTH, top_k=2 * RECORD_DEPTH
+                retrieval_config(query.retrieval),
+                candidates=RECORD_DEPTH,
+                top_k=2 * RECORD_DEPTH,
+                parent_tokens=0,
             )
             asker = _Asker(clients, RecordingStore(clients.store), config)
             for s in sets:

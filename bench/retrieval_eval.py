@@ -2,6 +2,7 @@
 
     python -m bench.retrieval_eval [SET_DIR ...] [--ko-questions FILE] [--max-questions N]
                                    [--only SET ...] [--quick] [--from-hits] [--sweep]
+                                   [--rerank-url URL [--rerank-model NAME] | --rerank-local]
 
 A set is a directory holding ``documents.jsonl`` (``doc_id, title, text``) and
 ``questions.jsonl`` (``qid, question, gold_doc_ids``), the format of ``../shared/eval``. Without
@@ -20,7 +21,10 @@ Korean analysis, e5 passages). Every question then goes through the real
 BM25 candidate lists it fetched are recorded, and the modes are the service's fusion applied to
 them: weights 1/0 (dense), 0/1 (BM25) and the configured ones (hybrid); ``bm25-qw`` and
 ``hybrid-qw`` drop Korean question words (QUESTION_FRAME_TERMS) from the BM25 query; a mode
-that needs the servers (hybrid+parent, hybrid+rerank) registers in RECORDED_MODES. Chunks
+that needs the servers registers in RECORDED_MODES: ``hybrid+rerank`` (``bench.retrieval_rerank``)
+does with ``--rerank-url`` or ``--rerank-local``, and writes ``retrieval_eval[_quick]_rerank.json``.
+Parent-section context is not a mode here: it grows and merges a document's own chunks, so the
+order of documents, which these figures count, is the hybrid one by construction. Chunks
 map to documents (a document's rank is that of its best chunk); recall@k counts a question when
 one of its gold documents is among the first k documents.
 
@@ -47,6 +51,7 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 import argparse
 import asyncio
+import contextlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -95,6 +100,7 @@ from bench.retrieval_report import (
     set_report,
     suggest_gate,
 )
+from bench.retrieval_rerank import RerankRun, local_rerank_server, register
 from bench.retrieval_sets import (
     KO_ANSWERS,
     KO_QUESTIONS,
@@ -186,13 +192,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--no-calibration", action="store_true", help="skip the per-language fusion calibration"
     )
+    _rerank_arguments(parser)
     args = parser.parse_args(argv)
     if args.quick:
         args.only = args.only or ["en_xquad", KO_SET, KO_ANSWERS.name]
         args.max_questions = args.max_questions or 150
     # a partial run keeps its own results and hits: it never replaces the full run's
     partial = bool(args.max_questions or args.only or args.sets)
-    suffix = "_quick" if partial else ""
+    rerank = _rerank_run(args)
+    suffix = ("_quick" if partial else "") + ("_rerank" if rerank else "")
 
     from services.common.settings import QuerySettings
 
@@ -205,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for s in sets:
             print(f"{s.name}: {len(s.documents)} documents, {len(s.questions)} questions")
         runtime = args.work_dir / f"run-{os.getpid()}"
-        collected = asyncio.run(collect(sets, runtime))
+        collected = _collect(sets, runtime, args, rerank)
         save_hits(collected, hits_dir)
     results = report(collected, config)
     if not args.no_calibration:
@@ -213,9 +221,47 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.sweep:
         results["sweep"] = sweep(collected, config)
     results["partial_run"] = partial
+    if rerank is not None and not args.from_hits:
+        results["rerank"] = rerank.summary()
     path = write_results(f"retrieval_eval{suffix}", results)
     print(f"\nwrote {path}")
     return 0
+
+
+def _rerank_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--rerank-url", default=None, help="add hybrid+rerank: this /rerank URL")
+    parser.add_argument("--rerank-model", default="", help="model name sent to --rerank-url")
+    parser.add_argument(
+        "--rerank-local",
+        action="store_true",
+        help="add hybrid+rerank against deploy.rerank_server, started for the run",
+    )
+    parser.add_argument("--rerank-candidates", type=int, default=30)
+    parser.add_argument(
+        "--rerank-timeout-s", type=float, default=30.0, help="per question (a slow CPU reranker)"
+    )
+
+
+def _rerank_run(args: argparse.Namespace) -> RerankRun | None:
+    if not (args.rerank_url or args.rerank_local):
+        return None
+    from deploy.rerank_server import SERVED_NAME
+
+    model = args.rerank_model or (SERVED_NAME if args.rerank_local else "")
+    url = args.rerank_url or "(local)"
+    return RerankRun(url, model, args.rerank_candidates, args.rerank_timeout_s)
+
+
+def _collect(
+    sets: list[EvalSet], runtime: Path, args: argparse.Namespace, rerank: RerankRun | None
+) -> Collected:
+    if rerank is None:
+        return asyncio.run(collect(sets, runtime))
+    with contextlib.ExitStack() as stack:
+        if args.rerank_local:
+            rerank.url = stack.enter_context(local_rerank_server(runtime / "rerank"))
+        register(rerank)
+        return asyncio.run(collect(sets, runtime))
 
 
 def _set_dirs(args: argparse.Namespace) -> list[Path]:

@@ -139,3 +139,24 @@ def test_the_models_section_has_a_speed_row_per_model_and_a_quality_row_per_set_
     assert lines[0] == "Sets: en_xquad, at most 8 answerable questions each."
     assert "| tiny | 0 | 22 | 3,548 | 1,471 | 15.0 |" in lines
     assert "| tiny, en_xquad, generative | 8 | 0.12 | - | - | - | - | - |" in lines
+
+
+def test_the_rerank_section_sets_each_sets_hybrid_and_reranked_rows_side_by_side() -> None:
+    from bench import report_rerank
+
+    stat = {"mean": 0.8, "ci95": [0.7, 0.9]}
+    data = {
+        "sets": {"ko_answers": {"test_questions": 21, "test": {
+            "hybrid": {"R@1": stat, "R@5": stat, "MRR@10": {"mean": 0.85}},
+            "hybrid+rerank": {"R@1": {"mean": 0.3, "ci95": [0.1, 0.5]}, "R@5": stat},
+        }}},
+        "rerank": {"candidates": 30, "reranked": 20, "questions": 20, "not_reranked": [],
+                   "p50_ms": 1190.7, "model": "local-rerank"},
+    }  # fmt: skip
+    lines = report_rerank.rerank(data, {})
+    assert lines[0].startswith("The first 30 candidates of the service's hybrid ranking")
+    assert "20 of 20 questions reranked (not reranked: none)" in lines[0]
+    assert "p50 1,191 ms" in lines[0]
+    assert "| ko_answers (21) | hybrid | .800 [.700, .900] | .800 [.700, .900] | .850 |" in lines
+    reranked = "| ko_answers (21) | hybrid+rerank | .300 [.100, .500] | .800 [.700, .900] | - |"
+    assert reranked in lines
