@@ -10,31 +10,22 @@ another core than the generating server (``replica_index=1``).
 
 from __future__ import annotations
 
-from deploy import vllm_cpu
 from deploy.processes import ProcessSpec
-from deploy.stack import StackPaths
+from deploy.stack import StackPaths, vllm_spec
 
 SERVED_NAME = "local-rerank"
 MAX_MODEL_LEN = 4096  # a passage of RerankSettings.max_chars Korean characters fits
 
 
 def rerank_spec(paths: StackPaths, port: int, *, name: str = "rerank") -> ProcessSpec:
-    python = vllm_cpu.venv_python_path(paths.vllm_venv)
-    return ProcessSpec(
+    return vllm_spec(
+        paths,
+        port,
         name=name,
-        command=vllm_cpu.serve_command(
-            python,
-            paths.model_dir,
-            host="127.0.0.1",
-            port=port,
-            max_model_len=MAX_MODEL_LEN,
-            dtype=vllm_cpu.local_dtype(),
-            served_model_name=SERVED_NAME,
-            pooling=True,
-        ),
-        log_path=paths.logs / f"{name}.log",
-        pid_path=paths.run / f"{name}.pid",
-        env=vllm_cpu.serve_env(paths.cache, replica_index=1),
+        replica_index=1,
+        served_model_name=SERVED_NAME,
+        max_model_len=MAX_MODEL_LEN,
+        pooling=True,
     )
 
 

@@ -219,19 +219,28 @@ def milvus_spec(
 
 
 def vllm_spec(
-    paths: StackPaths, port: int, *, name: str = "vllm", replica_index: int = 0
+    paths: StackPaths,
+    port: int,
+    *,
+    name: str = "vllm",
+    replica_index: int = 0,
+    served_model_name: str | None = None,
+    max_model_len: int = 2048,
+    pooling: bool = False,
 ) -> ProcessSpec:
-    """``replica_index``: this server's place among several on this machine (CPU binding)."""
-    python = vllm_cpu.venv_python_path(paths.vllm_venv)
+    """``replica_index``: this server's place among several here (CPU binding); the rest as
+    :func:`vllm_cpu.serve_command` takes them."""
     return ProcessSpec(
         name=name,
         command=vllm_cpu.serve_command(
-            python,
+            vllm_cpu.venv_python_path(paths.vllm_venv),
             paths.model_dir,
             host="127.0.0.1",
             port=port,
             dtype=vllm_cpu.local_dtype(),
-            served_model_name=up_model().served_name,
+            served_model_name=served_model_name or up_model().served_name,
+            max_model_len=max_model_len,
+            pooling=pooling,
         ),
         log_path=paths.logs / f"{name}.log",
         pid_path=paths.run / f"{name}.pid",

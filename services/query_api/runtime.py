@@ -211,18 +211,8 @@ def retrieval_fingerprint(settings: QuerySettings) -> str:
 def build_reranker(settings: RerankSettings) -> HttpReranker | None:
     if not settings.url:
         return None
-    return HttpReranker(
-        RerankConfig(
-            url=settings.url,
-            model=settings.model,
-            api_key=settings.api_key.get_secret_value(),
-            api=settings.api,
-            candidates=settings.candidates,
-            timeout_s=settings.timeout_s,
-            cooldown_s=settings.cooldown_s,
-            max_chars=settings.max_chars,
-        )
-    )
+    fields = settings.model_dump(exclude={"api_key"})
+    return HttpReranker(RerankConfig(**fields, api_key=settings.api_key.get_secret_value()))
 
 
 def _answer_cache(
