@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -61,8 +61,15 @@ class RerankFailed(Exception):
 class HttpReranker:
     """One rerank endpoint, shared by every question of a replica (one connection pool)."""
 
-    def __init__(self, config: RerankConfig, client: httpx.AsyncClient | None = None) -> None:
+    def __init__(
+        self,
+        config: RerankConfig,
+        client: httpx.AsyncClient | None = None,
+        observe: Callable[[str, float], None] | None = None,
+    ) -> None:
+        """``observe(status, ms)``: told what the stage did for each question (metrics)."""
         self.config = config
+        self._observe = observe or (lambda status, ms: None)
         self._headers = {"Authorization": f"Bearer {config.api_key}"} if config.api_key else {}
         self._client = client or httpx.AsyncClient()
         self._resting_until = 0.0
@@ -75,6 +82,13 @@ class HttpReranker:
     ) -> tuple[list[NodeWithScore], RerankTrace]:
         """``nodes`` with their first ``candidates`` re-ordered by the reranker's scores (which
         become their scores); the rest follow as they were. Never raises for the endpoint."""
+        ranked, trace = await self._rerank(question, nodes)
+        self._observe(trace.status, trace.ms)
+        return ranked, trace
+
+    async def _rerank(
+        self, question: str, nodes: list[NodeWithScore]
+    ) -> tuple[list[NodeWithScore], RerankTrace]:
         head = nodes[: self.config.candidates]
         if len(head) < 2:
             return nodes, RerankTrace("too few candidates", candidates=len(head))

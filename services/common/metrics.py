@@ -89,3 +89,17 @@ QUERY_OUTCOMES = Counter(
     "Questions by how they were answered (answered, not_found, cached, coalesced, faq)",
     ["outcome"],
 )
+RERANK_CALLS = Counter(
+    "docqa_rerank_total",
+    "Questions by what the rerank stage did: reranked, failed (the fused order stood), "
+    "cooling_down (skipped after a failure), too_few (fewer than two candidates)",
+    ["outcome"],
+)
+
+
+def record_rerank(status: str, ms: float) -> None:
+    """``query_engine.rerank``'s report of one question (its trace status and milliseconds)."""
+    outcome = status.split(":", 1)[0].replace(" ", "_")
+    RERANK_CALLS.labels("too_few" if outcome == "too_few_candidates" else outcome).inc()
+    if ms:
+        QUERY_STAGE_SECONDS.labels("rerank").observe(ms / 1000)

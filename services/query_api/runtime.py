@@ -34,6 +34,7 @@ from query_engine.versions import VersionWatcher
 from services.common.clients import DataClients, build_data_clients, warm_up_models
 from services.common.health import DependencyCheck
 from services.common.llm_pool import build_pooled_llm
+from services.common.metrics import record_rerank
 from services.common.settings import QuerySettings, RerankSettings
 
 
@@ -212,7 +213,8 @@ def build_reranker(settings: RerankSettings) -> HttpReranker | None:
     if not settings.url:
         return None
     fields = settings.model_dump(exclude={"api_key"})
-    return HttpReranker(RerankConfig(**fields, api_key=settings.api_key.get_secret_value()))
+    config = RerankConfig(**fields, api_key=settings.api_key.get_secret_value())
+    return HttpReranker(config, observe=record_rerank)
 
 
 def _answer_cache(

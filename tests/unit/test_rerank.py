@@ -13,6 +13,7 @@ import httpx
 import numpy as np
 import pytest
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
 from indexing import schema
@@ -20,6 +21,7 @@ from indexing.embedding import Embedder
 from indexing.store import ChunkStore, Hit
 from query_engine.rerank import HttpReranker, RerankConfig
 from query_engine.retrieval import HybridRetriever, RetrievalConfig
+from services.common.metrics import record_rerank
 from services.common.settings import QuerySettings
 from services.query_api.runtime import build_reranker, retrieval_fingerprint
 
@@ -230,3 +232,29 @@ def test_answers_cached_under_one_reranker_are_not_served_under_another() -> Non
     )
     assert plain != reranked
     assert reranked == other_key  # the key changes who may call, not the ranking
+
+
+async def test_every_question_is_reported_to_the_observer() -> None:
+    seen: list[tuple[str, float]] = []
+    client = httpx.AsyncClient(transport=httpx.MockTransport(Endpoint(by_length)))
+    stage = HttpReranker(RerankConfig(url=URL), client=client, observe=lambda *r: seen.append(r))
+
+    await stage.rerank("q", nodes("a", "bb"))
+    await stage.rerank("q", nodes("a"))
+
+    assert [status for status, _ in seen] == ["reranked", "too few candidates"]
+    assert seen[0][1] > 0 and seen[1][1] == 0
+
+
+@pytest.mark.parametrize(
+    ("status", "outcome"),
+    [("reranked", "reranked"), ("failed: HTTP 500: boom", "failed"),
+     ("cooling down", "cooling_down"), ("too few candidates", "too_few")],
+)  # fmt: skip
+def test_the_metric_counts_each_outcome(status: str, outcome: str) -> None:
+    def count() -> float:
+        return REGISTRY.get_sample_value("docqa_rerank_total", {"outcome": outcome}) or 0.0
+
+    before = count()
+    record_rerank(status, 12.0)
+    assert count() == before + 1
