@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -144,7 +145,10 @@ def _scores_of(reply: Any, api: RerankApi, count: int) -> list[float]:
         index = int(item["index"])
         if not 0 <= index < count:
             raise IndexError(f"index {index} of {count} passages")
-        scores[index] = float(item[key])
+        score = float(item[key])
+        if not math.isfinite(score):  # NaN would leave the sort's order undefined
+            raise ValueError(f"score {score} for passage {index}")
+        scores[index] = score
     if any(s is None for s in scores):
         raise ValueError(f"{scores.count(None)} of {count} passages have no score")
     return [float(s) for s in scores if s is not None]

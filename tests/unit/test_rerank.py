@@ -98,6 +98,9 @@ async def test_the_tei_shape() -> None:
         (lambda b: httpx.Response(200, json={"results": [{"index": -1, "relevance_score": 1}]}),
          "unreadable"),
         (lambda b: httpx.Response(200, text="not json"), "unreadable"),
+        (lambda b: httpx.Response(200, json={"results": [
+            {"index": 0, "relevance_score": "NaN"}, {"index": 1, "relevance_score": 1},
+            {"index": 2, "relevance_score": 2}]}), "unreadable"),
     ],
 )  # fmt: skip
 async def test_a_failed_call_keeps_the_fused_order(
