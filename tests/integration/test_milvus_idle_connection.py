@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -74,8 +75,9 @@ async def test_the_server_sends_away_a_client_that_pings_while_idle(
     assert "too_many_pings" in logged
 
 
-def _established_to(port: int) -> int:
-    """This process's established TCP connections to ``port`` (from /proc: no psutil here)."""
+def _established_to(port: int) -> set[str]:
+    """This process's established TCP connections to ``port``, by socket inode (from /proc: no
+    psutil here). By inode, so connections other clients close meanwhile do not count."""
     fds = (os.path.join("/proc/self/fd", fd) for fd in os.listdir("/proc/self/fd"))
     sockets = set()
     for fd in fds:
@@ -83,26 +85,26 @@ def _established_to(port: int) -> int:
             target = os.readlink(fd)
             if target.startswith("socket:["):
                 sockets.add(target[8:-1])
-    count = 0
+    found = set()
     for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
         with open(table) as rows:
             for row in list(rows)[1:]:
                 fields = row.split()
                 remote_port = int(fields[2].rsplit(":", 1)[1], 16)
-                established = fields[3] == "01"
-                count += remote_port == port and established and fields[9] in sockets
-    return count
+                if remote_port == port and fields[3] == "01" and fields[9] in sockets:
+                    found.add(fields[9])  # 01: established
+    return found
 
 
-async def _settled_count(port: int, expected: int) -> int:
-    """The count once it reaches ``expected`` (a closed channel lets go within moments)."""
-    count = _established_to(port)
+async def _settled(port: int, done: Callable[[set[str]], bool]) -> set[str]:
+    """The connections once ``done`` holds for them (a closed channel lets go within moments)."""
+    current = _established_to(port)
     for _ in range(100):  # 5 s
-        if count == expected:
+        if done(current):
             break
         await asyncio.sleep(0.05)
-        count = _established_to(port)
-    return count
+        current = _established_to(port)
+    return current
 
 
 async def test_each_set_of_clients_has_its_own_connection_and_closes_it(
@@ -110,12 +112,13 @@ async def test_each_set_of_clients_has_its_own_connection_and_closes_it(
 ) -> None:
     port = urlsplit(data_servers.milvus_uri).port
     assert port is not None
-    before = _established_to(port)
     for _ in range(3):
+        before = _established_to(port)
         clients = build_data_clients(indexing_settings(data_servers))
         try:
             await clients.store.ping()
-            assert await _settled_count(port, before + 1) == before + 1
+            opened = await _settled(port, lambda now, b=before: len(now - b) == 1) - before
+            assert len(opened) == 1
         finally:
             await clients.aclose()
-        assert await _settled_count(port, before) == before
+        assert not await _settled(port, lambda now, o=opened: not now & o) & opened
