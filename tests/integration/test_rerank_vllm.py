@@ -72,9 +72,10 @@ async def test_sources_come_in_the_order_of_the_servers_scores(
     assert len(citations) == 4 and "rerank" in body["timings_ms"]
     scores = [c["score"] for c in citations]
     assert scores == sorted(scores, reverse=True)
-    # the scores are the server's own for (question, title + passage), asked here directly
+    # the scores are the server's own for (question, title + passage), asked here directly; in
+    # another batch, so within bf16's rounding (vLLM-CPU serves bf16 where the CPU has it)
     passages = [f"{heading(c)}\n{c['text']}" for c in citations]
-    assert await server_scores(rerank_server, passages) == pytest.approx(scores, abs=1e-3)
+    assert await server_scores(rerank_server, passages) == pytest.approx(scores, abs=0.01)
 
 
 async def test_an_unreachable_reranker_leaves_the_fused_order(
