@@ -229,13 +229,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _rerank_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--rerank-url", default=None, help="add hybrid+rerank: this /rerank URL")
-    parser.add_argument("--rerank-model", default="", help="model name sent to --rerank-url")
-    parser.add_argument(
+    endpoint = parser.add_mutually_exclusive_group()
+    endpoint.add_argument("--rerank-url", default=None, help="add hybrid+rerank: this /rerank URL")
+    endpoint.add_argument(
         "--rerank-local",
         action="store_true",
         help="add hybrid+rerank against deploy.rerank_server, started for the run",
     )
+    parser.add_argument("--rerank-model", default="", help="model name sent to --rerank-url")
     parser.add_argument("--rerank-candidates", type=int, default=30)
     parser.add_argument(
         "--rerank-timeout-s", type=float, default=30.0, help="per question (a slow CPU reranker)"
@@ -259,7 +260,7 @@ def _collect(
         return asyncio.run(collect(sets, runtime))
     with contextlib.ExitStack() as stack:
         if args.rerank_local:
-            rerank.url = stack.enter_context(local_rerank_server(runtime / "rerank"))
+            rerank.url = stack.enter_context(local_rerank_server())
         register(rerank)
         return asyncio.run(collect(sets, runtime))
 

@@ -16,7 +16,6 @@ import contextlib
 import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any
 
 from bench.retrieval_collect import RECORDED_MODES, QuestionHits
@@ -87,8 +86,9 @@ def register(run: RerankRun) -> None:
 
 
 @contextlib.contextmanager
-def local_rerank_server(runtime_dir: Path) -> Iterator[str]:
-    """``deploy.rerank_server`` on a free port for the run; yields its ``/v1/rerank`` URL."""
+def local_rerank_server() -> Iterator[str]:
+    """``deploy.rerank_server`` on a free port for the run (log: ``.docqa/logs/bench-rerank.log``);
+    yields its ``/v1/rerank`` URL."""
     from deploy import processes, stack
     from deploy.rerank_server import rerank_spec, rerank_url
 

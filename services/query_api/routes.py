@@ -115,13 +115,7 @@ async def retrieve(body: QueryIn, request: Request, runtime: RuntimeDep) -> Retr
     QUERY_STAGE_SECONDS.labels("retrieve").observe(total / 1000)
     return RetrieveOut(
         citations=citations_from(nodes),
-        timings_ms={
-            "embed": round(retriever.trace.embed_ms, 2),
-            **(
-                {"rerank": round(retriever.trace.rerank.ms, 2)} if retriever.trace.rerank.ms else {}
-            ),
-            "total": round(total, 2),
-        },
+        timings_ms=retrieve_timings(retriever.trace, total),
     )
 
 
