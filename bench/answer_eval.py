@@ -162,6 +162,7 @@ def _row(
             {
                 "n": c.get("n"),
                 "doc_id": c.get("doc_id"),
+                "score": c.get("score"),
                 "text": c.get("text"),
                 "context": f"{c.get('title') or ''}\n{c.get('section') or ''}",
             }

@@ -38,6 +38,7 @@ from typing import Any
 from bench._common import docqa_home, table, write_results
 from bench.answer_sets import ANSWERABLE
 from bench.paraphrase_coverage import paraphrase_coverages
+from bench.vocabulary_gate import add_unknown_shares, choose_ceiling
 from indexing.analysis import analyze_many
 from query_engine.engine import question_similarities
 from query_engine.extractive import ExtractiveConfig, SourceText, extract_answer, rank_sentences
@@ -123,17 +124,21 @@ def rates(
     threshold: float,
     min_similarity: float = NO_SCORE,
     min_coverage: float | dict[str, float] = NO_SCORE,
+    max_unknown: dict[str, float] | None = None,
 ) -> dict[str, float]:
-    """Refusals and answers to unanswerable questions of ``rows`` under the three gates;
-    ``min_coverage`` may be a floor per row ``language``."""
+    """Refusals and answers to unanswerable questions of ``rows`` under the four gates;
+    ``min_coverage`` may be a floor per row ``language``, ``max_unknown`` is a ceiling per row
+    language (none: no vocabulary gate)."""
     answerable = [r for r in rows if r["kind"] == ANSWERABLE]
     unanswerable = [r for r in rows if r["kind"] != ANSWERABLE]
+    ceilings = max_unknown or {}
 
     def answers(r: dict[str, Any]) -> bool:
         return bool(
             r["score"] >= threshold
             and r.get("similarity", 1.0) >= min_similarity
             and r.get("coverage", 1.0) >= _floor(min_coverage, r)
+            and r.get("unknown", 0.0) <= ceilings.get(_language(r), 1.0)
         )
 
     refused = sum(1 for r in answerable if not answers(r))
@@ -249,6 +254,40 @@ def coverage_gate(dev: list[dict[str, Any]], report: list[dict[str, Any]]) -> di
             "dev_curve": curves, "report": per_set(report, *gates)}  # fmt: skip
 
 
+def vocabulary_gate(dev: list[dict[str, Any]], report: list[dict[str, Any]]) -> dict[str, Any]:
+    """The vocabulary ceiling per question language (:mod:`bench.vocabulary_gate`), each chosen
+    on that language's dev rows with the service's other three gates."""
+    from bench.answer_sets import default_set_dirs
+
+    add_unknown_shares(dev + report, {d.name: d for d in default_set_dirs(docqa_home() / "eval")})
+    config = ExtractiveConfig()
+    coverage = {"ko": config.min_coverage_korean, "other": config.min_coverage_other}
+    current = {"ko": config.max_unknown_korean, "other": config.max_unknown_other}
+
+    def gated(rows: Sequence[dict[str, Any]], ceilings: dict[str, float]) -> dict[str, float]:
+        return rates(rows, config.min_score, config.min_similarity, coverage, ceilings)
+
+    chosen: dict[str, float] = {}
+    curves: dict[str, Any] = {}
+    for language in ("ko", "other"):
+        rows = [r for r in dev if _language(r) == language]
+        if not rows:
+            continue
+        chosen[language], curves[language] = choose_ceiling(rows, gated, language)
+        print(f"\nvocabulary ceiling, {language} questions, chosen on the dev half: "
+              f"{chosen[language]} (current {current[language]})")  # fmt: skip
+        curve = curves[language]
+        print(table(["ceiling", "refusal (answerable)", "hallucination (unanswerable)"],
+                    [[p["max_unknown"], p["refusal_rate_answerable"],
+                      p["hallucination_rate_unanswerable"]] for p in curve]))  # fmt: skip
+    gates = (
+        (config.min_score, config.min_similarity, coverage, chosen),
+        (config.min_score, config.min_similarity, coverage, current),
+    )
+    return {"chosen_max_unknown": chosen, "current_max_unknown": current,
+            "dev_curve": curves, "report": per_set(report, *gates)}  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("answers_dir", nargs="?", type=Path, default=None)
@@ -261,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     results = {"answers_dir": str(answers_dir), **lexical_gate(dev, report)}
     results["similarity_gate"] = similarity_gate(dev, report)
     results["coverage_gate"] = coverage_gate(dev, report)
+    results["vocabulary_gate"] = vocabulary_gate(dev, report)
     print(f"\nwrote {write_results('gate_calibration', results)}")
     return 0
 

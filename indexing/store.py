@@ -286,6 +286,20 @@ class ChunkStore:
             collection, [analyzed_query], schema.SPARSE, {"metric_type": "BM25"}, limit, expr
         )
 
+    async def known_terms(
+        self, collection: str, terms: Sequence[str], *, expr: str = ""
+    ) -> set[str]:
+        """The analyzed ``terms`` some chunk of ``collection`` (under ``expr``) holds: one BM25
+        search per term, all in one request, each asking for one hit. A term no chunk holds
+        has no hit (BM25 scores only chunks holding a query term)."""
+        wanted = [t for t in dict.fromkeys(terms) if t.strip()]
+        if not wanted:
+            return set()
+        results = await self._search_rows(
+            collection, wanted, schema.SPARSE, {"metric_type": "BM25"}, 1, expr, []
+        )
+        return {term for term, rows in zip(wanted, results, strict=True) if rows}
+
     async def _search(
         self,
         collection: str,
@@ -295,25 +309,40 @@ class ChunkStore:
         limit: int,
         expr: str,
     ) -> list[Hit]:
+        result = await self._search_rows(
+            collection, data, field, params, limit, expr, schema.OUTPUT_FIELDS
+        )
+        return [
+            Hit(row["entity"][schema.CHUNK_ID], float(row["distance"]), row["entity"])
+            for row in result[0]
+        ]
+
+    async def _search_rows(
+        self,
+        collection: str,
+        data: list[Any],
+        field: str,
+        params: dict[str, Any],
+        limit: int,
+        expr: str,
+        output_fields: list[str],
+    ) -> Any:
+        """Milvus' result of one search request: a list of rows per query of ``data``."""
         name = await self.require(collection)
         kwargs: dict[str, Any] = {
             "data": data,
             "anns_field": field,
             "search_params": params,
             "limit": limit,
-            "output_fields": schema.OUTPUT_FIELDS,
+            "output_fields": output_fields,
         }
         if expr:
             kwargs["filter"] = expr
         try:
-            result = await self._call(self._client.search, name, **kwargs)
+            return await self._call(self._client.search, name, **kwargs)
         except _NotLoaded:
             await self._load(name)
-            result = await self._call(self._client.search, name, **kwargs)
-        return [
-            Hit(row["entity"][schema.CHUNK_ID], float(row["distance"]), row["entity"])
-            for row in result[0]
-        ]
+            return await self._call(self._client.search, name, **kwargs)
 
 
 _STORED_CHUNK_FIELDS = [

@@ -28,7 +28,14 @@ from indexing.analysis import analyze_many
 from indexing.embedding import Embedder
 from query_engine.admission import WorkAdmission, unlimited
 from query_engine.answer_types import answers_question
-from query_engine.extractive import ExtractiveConfig, SourceText, answer_text, rank_sentences
+from query_engine.extractive import (
+    ExtractiveConfig,
+    SourceText,
+    answer_text,
+    question_topic,
+    rank_sentences,
+    unknown_share,
+)
 from query_engine.generation import SERVER_DEFAULTS, GenerationOptions
 from query_engine.grounding import GroundingPolicy, GroundingResult, apply_policy, check_grounding
 from query_engine.prompts import (
@@ -157,15 +164,25 @@ class DocqaQueryEngine(CustomQueryEngine):
         # admitted already (retrieval): waits its turn but is not refused, work is not wasted
         async with self.admission.slot(shed=False):
             # Kiwi analysis of every candidate sentence: CPU work, kept off the event loop
-            ranked = await asyncio.to_thread(
-                rank_sentences, prepared.question, sources, analyze_many
+            ranked, unknown = await asyncio.gather(
+                asyncio.to_thread(rank_sentences, prepared.question, sources, analyze_many),
+                self._unknown_share(prepared.question),
             )
+            if unknown > config.unknown_ceiling(prepared.question):
+                ranked = []  # the collection does not know what the question is about
             answerable = ranked and ranked[0].score >= config.min_score
             top = ranked[: config.rerank_top] if answerable else []
             similarities = await self._similarities(prepared.question, [e.sentence for e in top])
         answer = answer_text(prepared.question, ranked, similarities, sources, config)
         prepared.timings_ms["extract"] = (time.perf_counter() - started) * 1000
         return self.finish(prepared, answer, mode="extractive")
+
+    async def _unknown_share(self, question: str) -> float:
+        """The share of the question's topic terms no chunk of the collection holds."""
+        if self.config.extractive.unknown_ceiling(question) >= 1.0:
+            return 0.0  # no gate for this language: no search
+        topic = await asyncio.to_thread(question_topic, question, analyze_many)
+        return unknown_share(topic, await self.retriever.known_terms(sorted(topic)))
 
     async def _similarities(self, question: str, sentences: list[str]) -> list[float]:
         """:func:`question_similarities`; none without an embedder or a dense weight."""

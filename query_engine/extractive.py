@@ -77,8 +77,22 @@ class ExtractiveConfig:
     # the larger weight spreads). None: one sentence
     runner_up_margin: float | None = 0.5
 
+    # above this share of the question's topic terms that no chunk of the whole collection
+    # holds, the collection does not know what the question is about: "not found" whatever
+    # sentence scores best (asked about 연차휴가 of a collection that never says 연차휴가).
+    # Per question language, chosen by bench.gate_calibration (bench.vocabulary_gate) on the
+    # dev half of answer_eval rows (--limit 150, the four sets) with the other gates in place; on
+    # the report half: ko_answers' unanswerable questions answered .57 → 0 at no refusal more,
+    # ko_seeds (users' own words) unchanged; English unchanged but one covid-qa refusal more
+    # (all rows: en_xquad hallucination .17 → .13, refusal .07 → .09). 1.0: no gate, no search
+    max_unknown_korean: float = 0.45
+    max_unknown_other: float = 0.3
+
     def coverage_floor(self, question: str) -> float:
         return self.min_coverage_korean if has_hangul(question) else self.min_coverage_other
+
+    def unknown_ceiling(self, question: str) -> float:
+        return self.max_unknown_korean if has_hangul(question) else self.max_unknown_other
 
 
 @dataclass(frozen=True)
@@ -148,12 +162,30 @@ def topic_coverage(question_terms: set[str], chunk_terms: set[str]) -> float:
     """The share of the question's topic terms that ``chunk_terms`` holds, unweighted: every
     topic word of the question counts, however common it is among the candidates (the rarity
     weights of the score let a chunk that matches two common words and the asked-for type pass
-    for one that is about the thing asked). One-syllable Korean morphemes (시, 때, 달, 쓰: bound
-    nouns, units, auxiliaries) say nothing of the topic and are left out."""
-    topic = {t for t in question_terms if not (has_hangul(t) and len(t) < 2)}
+    for one that is about the thing asked)."""
+    topic = _topic(question_terms)
     if not topic:
         return 1.0
     return sum(1 for t in topic if _holds(chunk_terms, t)) / len(topic)
+
+
+def _topic(question_terms: set[str]) -> set[str]:
+    """One-syllable Korean morphemes (시, 때, 달, 쓰: bound nouns, units, auxiliaries) say
+    nothing of the topic and are left out."""
+    return {t for t in question_terms if not (has_hangul(t) and len(t) < 2)}
+
+
+def question_topic(question: str, analyze_many: Analyzer) -> set[str]:
+    """The question's topic terms, analyzed as BM25 analyzes them (what the collection's
+    vocabulary is checked for: :func:`unknown_share`)."""
+    return _topic(set(analyze_many([fold_accents(question)])[0].split()) - QUESTION_TERMS)
+
+
+def unknown_share(topic: set[str], known: set[str]) -> float:
+    """The share of the question's ``topic`` terms that no chunk of the collection holds."""
+    if not topic:
+        return 0.0
+    return sum(1 for t in topic if t not in known) / len(topic)
 
 
 def choose(

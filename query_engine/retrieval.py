@@ -180,6 +180,12 @@ class HybridRetriever(BaseRetriever):
             fused = [*pinned, *(n for n in fused if n.node.node_id not in ids)]
         return await self._sources(fused, expr)
 
+    async def known_terms(self, terms: Sequence[str]) -> set[str]:
+        """The analyzed ``terms`` some chunk this retriever searches holds (the same filters
+        and versions in force as the searches)."""
+        expr = _all_of(self._expr, validity_expression(self._as_of or date.today()))
+        return await self._store.known_terms(self._collection, terms, expr=expr)
+
     async def _sources(self, fused: list[NodeWithScore], expr: str) -> list[NodeWithScore]:
         """The first ``top_k`` of ``fused``, grown to their parent context when configured."""
         if self._config.parent_tokens <= 0:
