@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -203,10 +203,13 @@ class QueryRuntime:
 
 
 def retrieval_fingerprint(settings: QuerySettings) -> str:
-    """What decides which sources an answer is built from, for the answer cache's key: a cached
-    answer of another ranking (other weights, another reranker) is not served."""
+    """What decides which sources an answer is built from and which of their sentences an
+    extractive answer quotes, for the answer cache's key: a cached answer of another ranking
+    (other weights, another reranker) or of other extractive gates is not served."""
     rerank = settings.rerank.model_dump(include={"url", "model", "api", "candidates", "max_chars"})
-    return json.dumps({**settings.retrieval.model_dump(), "rerank": rerank}, sort_keys=True)
+    extractive = asdict(EngineConfig().extractive)
+    fingerprint = {**settings.retrieval.model_dump(), "rerank": rerank, "extractive": extractive}
+    return json.dumps(fingerprint, sort_keys=True)
 
 
 def build_reranker(settings: RerankSettings) -> HttpReranker | None:

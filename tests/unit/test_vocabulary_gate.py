@@ -7,8 +7,9 @@ for Milvus (the real store's ``known_terms`` is tested in tests/integration/test
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any, cast
 
 from llama_index.core.llms.mock import MockLLM
@@ -20,6 +21,8 @@ from indexing.store import ChunkStore
 from query_engine.engine import DocqaQueryEngine, EngineConfig, PreparedQuery
 from query_engine.extractive import ExtractiveConfig, question_topic, unknown_share
 from query_engine.retrieval import HybridRetriever, RetrievalConfig
+from services.common.settings import QuerySettings
+from services.query_api.runtime import retrieval_fingerprint
 
 LEAVE = "제2조(연차휴가) ① 회사는 매년 1월 1일에 직원에게 연차휴가 16일을 부여한다."
 QUESTION = "매년 부여되는 연차휴가는 며칠인가요?"
@@ -101,3 +104,10 @@ async def test_no_ceiling_asks_the_store_nothing() -> None:
     answer, not_found = await _extract(store, ceiling=1.0)
     assert not not_found and "16일" in answer
     assert store.asked == []
+
+
+def test_the_answer_cache_key_holds_the_extractive_gates() -> None:
+    """A deploy that moves a gate must not serve the answers the old gates gave."""
+    fingerprint = json.loads(retrieval_fingerprint(QuerySettings()))
+    assert fingerprint["extractive"] == asdict(ExtractiveConfig())
+    assert fingerprint["extractive"]["max_unknown_korean"] == ExtractiveConfig().max_unknown_korean
