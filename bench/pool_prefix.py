@@ -29,7 +29,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,13 +54,23 @@ CACHE_BLOCKS = 6000
 POLICIES: tuple[PolicyName, ...] = ("round_robin", "least_loaded", "prefix_affinity")
 
 
-def chunk(n: int) -> PromptSource:
-    words = " ".join(f"clause{n}-{i}" for i in range(CHUNK_WORDS))
-    return PromptSource(n=0, title=f"Regulation {n // 10}", section=f"Article {n}", text=words)
+ChunkText = Callable[[int], str]
 
 
-def rag_messages(first: int, third: int, question: int) -> list[dict[str, str]]:
-    picked = [chunk(first), chunk((first + 1) % DOCUMENTS), chunk(third)]
+def clause_words(n: int) -> str:
+    """Chunk ``n``'s text: words no other chunk holds, so prefixes are shared only where the
+    workload shares chunks (each word is several tokens: ~1,100 tokens a chunk)."""
+    return " ".join(f"clause{n}-{i}" for i in range(CHUNK_WORDS))
+
+
+def chunk(n: int, text: ChunkText = clause_words) -> PromptSource:
+    return PromptSource(n=0, title=f"Regulation {n // 10}", section=f"Article {n}", text=text(n))
+
+
+def rag_messages(
+    first: int, third: int, question: int, text: ChunkText = clause_words
+) -> list[dict[str, str]]:
+    picked = [chunk(first, text), chunk((first + 1) % DOCUMENTS, text), chunk(third, text)]
     sources = [
         PromptSource(n=i, title=s.title, section=s.section, text=s.text)
         for i, s in enumerate(picked, start=1)
@@ -73,7 +83,7 @@ def zipf_weights(count: int, s: float = 1.0) -> list[float]:
     return [1.0 / (rank**s) for rank in range(1, count + 1)]
 
 
-def workload(rate: float, seconds: float, seed: int) -> list[Job]:
+def workload(rate: float, seconds: float, seed: int, text: ChunkText = clause_words) -> list[Job]:
     rng = random.Random(seed)
     weights = zipf_weights(DOCUMENTS)
     order = list(range(DOCUMENTS))
@@ -84,7 +94,7 @@ def workload(rate: float, seconds: float, seed: int) -> list[Job]:
         first = rng.choices(order, weights)[0]
         # a question like an earlier one retrieves the same three chunks, mostly
         third = (first + 2) % DOCUMENTS if rng.random() < SAME_SOURCES else rng.randrange(DOCUMENTS)
-        messages = rag_messages(first, third, len(jobs))
+        messages = rag_messages(first, third, len(jobs), text)
         jobs.append(Job(at, True, ANSWER_TOKENS, "", messages))
     return jobs
 

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench import report_load, report_models, report_rerank, report_tuning
+from bench import report_load, report_models, report_pool_real, report_rerank, report_tuning
 from bench import report_sections as rs
 from bench._common import REPO_ROOT, RESULTS_DIR
 from bench.report_sections import Compared, Library, Results, Section, dig, num, records_table
@@ -168,6 +168,13 @@ language, with the other two gates as in the code. The Korean floor must also re
 10% of *paraphrased* Korean questions (`refusal_paraphrased`: the gold passages of \
 `bench/data/ko_seeds_questions.jsonl` over `../shared/seeds`, `bench/paraphrase_coverage.py`): \
 our own Korean answer set asks in the regulations' own words, users do not."""
+VOCABULARY_TEXT = """\
+**The vocabulary ceiling** (`ExtractiveConfig.max_unknown_korean` / `max_unknown_other`: above \
+this share of the question's topic terms held by no chunk of the whole collection, "not \
+found"), per question language, with the other three gates as in the code; each row's share \
+recomputed from the set's documents (`bench/vocabulary_gate.py`). Chosen as the lexical \
+threshold is (fewest refusals + hallucinations on the dev half): the Korean dev rows refuse \
+more than 10% with no ceiling at all, so a refusal bound would allow none."""
 REPORT_COLUMNS = rs.columns(
     "answerable=current.n:0; unanswerable=current.n_unanswerable:0; "
     "refusal, code then=current.refusal_rate_answerable:3; "
@@ -200,6 +207,7 @@ def gate_calibration(data: Results, library: Library) -> list[str]:
         COVERAGE_TEXT,
         "",
         *coverage_tables(coverage),
+        *vocabulary_tables(data.get("vocabulary_gate") or {}),
     ]
 
 
@@ -230,6 +238,17 @@ def coverage_tables(gate: dict[str, Any]) -> list[str]:
         extra = "refusal_paraphrased" if language == "ko" else ""
         lines += [f"Questions in `{language}`:", ""]
         lines += frontier(curve, "min_coverage", current.get(language), chosen.get(language), extra)
+    return [*lines, *records_table("report half", gate.get("report"), REPORT_COLUMNS)]
+
+
+def vocabulary_tables(gate: dict[str, Any]) -> list[str]:
+    if not gate:
+        return []
+    current, chosen = gate.get("current_max_unknown") or {}, gate.get("chosen_max_unknown") or {}
+    lines = [VOCABULARY_TEXT, ""]
+    for language, curve in (gate.get("dev_curve") or {}).items():
+        lines += [f"Questions in `{language}`:", ""]
+        lines += frontier(curve, "max_unknown", current.get(language), chosen.get(language))
     return [*lines, *records_table("report half", gate.get("report"), REPORT_COLUMNS)]
 
 
@@ -398,6 +417,7 @@ SECTIONS: tuple[Section, ...] = (
     Section("Query latency and throughput", ("query",), query, intro=QUERY_INTRO),
     *report_load.SECTIONS,
     Section("LLM pool", ("pool",), pool, intro=POOL_INTRO),
+    *report_pool_real.SECTIONS,
     Section("Rate limiter", ("rate_limit",), RATE_LIMIT, intro=RATE_LIMIT_INTRO),
     Section("Body limits", ("limits",), LIMITS, intro=LIMITS_INTRO),
     Section("Ingestion", ("ingest",), INGEST, intro=INGEST_INTRO),
