@@ -2,8 +2,12 @@
 
 Two steps, because Milvus can filter on a chunk's own dates but not on its siblings':
 
-1. the search filter keeps chunks whose own window holds the date: ``effective_from`` on or
-   before it, ``effective_to`` on or after it, a missing bound open (:func:`validity_expression`);
+1. only chunks whose own window holds the date count: ``effective_from`` on or before it,
+   ``effective_to`` on or after it, a missing bound open. The retriever searches without that
+   filter and checks the hits in Python (:func:`in_force`); only when a hit is out of its window
+   does it search again with the filter (:func:`validity_expression`). milvus-lite evaluates a
+   filter on JSON metadata row by row: ~0.5 s a search at 14k chunks, against ~15 ms unfiltered,
+   for a collection that mostly holds no dated document at all;
 2. among documents that share ``version_of``, only the latest ``effective_from`` still in force
    counts: the retriever asks Milvus for the dates of every version of the groups among its hits
    (:func:`versions_in_force`) and searches again without the superseded ones, so they take
@@ -34,6 +38,20 @@ def validity_expression(as_of: date) -> str:
     like the dates they spell)."""
     day = quote(as_of.isoformat())
     return f"(not exists {_FROM} or {_FROM} <= {day}) and (not exists {_TO} or {_TO} >= {day})"
+
+
+def in_force(hit: Hit, as_of: date) -> bool:
+    """Whether ``hit``'s own validity window holds ``as_of``: :func:`validity_expression` read
+    in Python, on the metadata every hit carries."""
+    metadata = hit.entity.get(schema.METADATA) or {}
+    day = as_of.isoformat()
+    start, end = metadata.get(EFFECTIVE_FROM), metadata.get(EFFECTIVE_TO)
+    return (start is None or str(start) <= day) and (end is None or str(end) >= day)
+
+
+def out_of_force(*ranked: Iterable[Hit], as_of: date) -> bool:
+    """Whether any of the hits is outside its validity window at ``as_of``."""
+    return any(not in_force(hit, as_of) for hits in ranked for hit in hits)
 
 
 def groups_of(*ranked: Iterable[Hit]) -> set[str]:

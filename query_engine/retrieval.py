@@ -30,6 +30,8 @@ from indexing.store import ChunkStore, Hit, quote
 from query_engine.admission import WorkAdmission, unlimited
 from query_engine.dated_versions import (
     drop_documents,
+    in_force,
+    out_of_force,
     validity_expression,
     versions_in_force,
     without_documents,
@@ -131,7 +133,8 @@ class HybridRetriever(BaseRetriever):
     async def _search_question(self, question: str) -> list[NodeWithScore]:
         await self._store.require(self._collection)
         as_of = self._as_of or date.today()
-        expr = _all_of(self._expr, validity_expression(as_of))
+        # validity windows are checked on the hits, not in the search filter: see dated_versions
+        expr = self._expr
         started = time.perf_counter()
         # Kiwi's analysis is CPU work growing with the question (a condensed follow-up holds the
         # previous question too): in a thread, so the event loop keeps serving other requests.
@@ -146,6 +149,9 @@ class HybridRetriever(BaseRetriever):
             sparse = await sparse_search
         finally:
             _settle(sparse_search, terms)
+        if out_of_force(dense, sparse, as_of=as_of):  # a dated document: search in force only
+            expr = _all_of(expr, validity_expression(as_of))
+            dense, sparse = await self._search_both(vector, terms, expr)
         dense, sparse = await self._current(dense, sparse)
         superseded = await versions_in_force(self._store, self._collection, (dense, sparse), as_of)
         if superseded:  # search again without them, so they take no candidate slots
@@ -155,7 +161,7 @@ class HybridRetriever(BaseRetriever):
             late = await versions_in_force(self._store, self._collection, (dense, sparse), as_of)
             dense, sparse = drop_documents(dense, late), drop_documents(sparse, late)
         refs = article_references(question) if self._config.section_refs else []
-        pinned = await self._pinned(refs, vector, terms, expr)
+        pinned = await self._pinned(refs, vector, terms, expr, as_of)
         self.trace = RetrievalTrace(
             embed_ms=(embedded - started) * 1000,
             search_ms=(time.perf_counter() - embedded) * 1000,
@@ -181,10 +187,10 @@ class HybridRetriever(BaseRetriever):
         return await self._sources(fused, expr)
 
     async def known_terms(self, terms: Sequence[str]) -> set[str]:
-        """The analyzed ``terms`` some chunk this retriever searches holds (the same filters
-        and versions in force as the searches)."""
-        expr = _all_of(self._expr, validity_expression(self._as_of or date.today()))
-        return await self._store.known_terms(self._collection, terms, expr=expr)
+        """The analyzed ``terms`` some chunk this retriever searches holds, under the request's
+        filters; a term only a version out of force holds counts as known too (the validity
+        filter costs a scan of every chunk's metadata: see dated_versions)."""
+        return await self._store.known_terms(self._collection, terms, expr=self._expr)
 
     async def _sources(self, fused: list[NodeWithScore], expr: str) -> list[NodeWithScore]:
         """The first ``top_k`` of ``fused``, grown to their parent context when configured."""
@@ -201,14 +207,20 @@ class HybridRetriever(BaseRetriever):
         )
 
     async def _pinned(
-        self, refs: list[ArticleRef], vector: list[float], terms: Awaitable[str], expr: str
+        self,
+        refs: list[ArticleRef],
+        vector: list[float],
+        terms: Awaitable[str],
+        expr: str,
+        as_of: date,
     ) -> list[NodeWithScore]:
-        """The chunks of the articles ``refs`` name, best first, those of a named 항 before
-        the rest of their article (see ``query_engine.section_refs``)."""
+        """The chunks of the articles ``refs`` name (in force at ``as_of``), best first, those
+        of a named 항 before the rest of their article (see ``query_engine.section_refs``)."""
         if not refs:
             return []
         filtered = _all_of(expr, section_expression(refs))
-        dense, sparse = await self._current(*await self._search_both(vector, terms, filtered))
+        found = await self._search_both(vector, terms, filtered)
+        dense, sparse = await self._current(*(_in_force(hits, as_of) for hits in found))
         ranked = fuse(dense, sparse, self._config)
         return sorted(ranked, key=lambda n: not names_clause(_section(n), refs))  # stable
 
@@ -253,6 +265,10 @@ def _settle(*futures: asyncio.Future[Any]) -> None:
 def _retrieve_outcome(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
+
+
+def _in_force(hits: Sequence[Hit], as_of: date) -> list[Hit]:
+    return [hit for hit in hits if in_force(hit, as_of)]
 
 
 def _all_of(*expressions: str) -> str:

@@ -13,7 +13,9 @@ from docqa_core.errors import InvalidRequest
 from indexing import schema
 from indexing.chunking import Chunk
 from indexing.source_documents import SourceDocument, chunk_metadata, validate_document
+from indexing.store import Hit
 from indexing.validity import document_validity, effective_from_text, parse_date
+from query_engine import dated_versions
 from query_engine.answering import (
     Answerer,
     AnswererConfig,
@@ -161,6 +163,26 @@ def test_validity_expression_compares_iso_strings_with_open_bounds() -> None:
         '(not exists metadata["effective_from"] or metadata["effective_from"] <= "2025-03-01") '
         'and (not exists metadata["effective_to"] or metadata["effective_to"] >= "2025-03-01")'
     )
+
+
+@pytest.mark.parametrize(
+    ("metadata", "held"),
+    [
+        ({}, True),
+        ({"effective_from": "2025-03-01"}, True),  # from its first day
+        ({"effective_from": "2025-03-02"}, False),
+        ({"effective_to": "2025-03-01"}, True),  # to its last day
+        ({"effective_to": "2025-02-28"}, False),
+        ({"effective_from": "2024-01-01", "effective_to": "2025-12-31"}, True),
+    ],
+)
+def test_in_force_reads_the_validity_expression_on_a_hit(
+    metadata: dict[str, str], held: bool
+) -> None:
+    """The retriever checks windows in Python before it ever sends the (slow) JSON filter."""
+    hit = Hit("c", 1.0, {schema.DOC_ID: "d", schema.METADATA: metadata})
+    assert dated_versions.in_force(hit, date(2025, 3, 1)) is held
+    assert dated_versions.out_of_force([hit], as_of=date(2025, 3, 1)) is not held
 
 
 def _key(as_of: str) -> str:
