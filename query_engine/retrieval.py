@@ -30,7 +30,6 @@ from indexing.store import ChunkStore, Hit, quote
 from query_engine.admission import WorkAdmission, unlimited
 from query_engine.dated_versions import (
     drop_documents,
-    in_force,
     out_of_force,
     validity_expression,
     versions_in_force,
@@ -93,6 +92,15 @@ class RetrievalTrace:
     rerank: RerankTrace = field(default_factory=RerankTrace)
 
 
+@dataclass(frozen=True)
+class _Search:
+    """One question's search inputs, for the searches that follow the first."""
+
+    vector: list[float]
+    terms: Awaitable[str]
+    as_of: date
+
+
 class HybridRetriever(BaseRetriever):
     """Dense + BM25 over one collection, fused; only document versions in force at ``as_of``
     (default: today) are searched, and articles the question names come first."""
@@ -149,19 +157,20 @@ class HybridRetriever(BaseRetriever):
             sparse = await sparse_search
         finally:
             _settle(sparse_search, terms)
-        if out_of_force(dense, sparse, as_of=as_of):  # a dated document: search in force only
-            expr = _all_of(expr, validity_expression(as_of))
-            dense, sparse = await self._search_both(vector, terms, expr)
+        search = _Search(vector, terms, as_of)
+        dense, sparse, expr = await self._in_force(search, (dense, sparse), expr)
         dense, sparse = await self._current(dense, sparse)
         superseded = await versions_in_force(self._store, self._collection, (dense, sparse), as_of)
         if superseded:  # search again without them, so they take no candidate slots
             expr = _all_of(expr, without_documents(superseded))
-            dense, sparse = await self._current(*await self._search_both(vector, terms, expr))
+            found = await self._search_both(vector, terms, expr)
+            dense, sparse, expr = await self._in_force(search, found, expr)
+            dense, sparse = await self._current(dense, sparse)
             # groups first seen now: dropped rather than searched for a third time
             late = await versions_in_force(self._store, self._collection, (dense, sparse), as_of)
             dense, sparse = drop_documents(dense, late), drop_documents(sparse, late)
         refs = article_references(question) if self._config.section_refs else []
-        pinned = await self._pinned(refs, vector, terms, expr, as_of)
+        pinned = await self._pinned(refs, search, expr)
         self.trace = RetrievalTrace(
             embed_ms=(embedded - started) * 1000,
             search_ms=(time.perf_counter() - embedded) * 1000,
@@ -206,21 +215,28 @@ class HybridRetriever(BaseRetriever):
             expr=expr,
         )
 
+    async def _in_force(
+        self, search: _Search, found: tuple[list[Hit], list[Hit]], expr: str
+    ) -> tuple[list[Hit], list[Hit], str]:
+        """``found`` (searched under ``expr``) when every hit is in force at the search's date;
+        else searched again with the validity filter added, and that ``expr``. The filter is
+        sent only then: milvus-lite evaluates it on every chunk's metadata (dated_versions)."""
+        if not out_of_force(*found, as_of=search.as_of):
+            return *found, expr
+        expr = _all_of(expr, validity_expression(search.as_of))
+        return *await self._search_both(search.vector, search.terms, expr), expr
+
     async def _pinned(
-        self,
-        refs: list[ArticleRef],
-        vector: list[float],
-        terms: Awaitable[str],
-        expr: str,
-        as_of: date,
+        self, refs: list[ArticleRef], search: _Search, expr: str
     ) -> list[NodeWithScore]:
-        """The chunks of the articles ``refs`` name (in force at ``as_of``), best first, those
-        of a named 항 before the rest of their article (see ``query_engine.section_refs``)."""
+        """The chunks of the articles ``refs`` name (in force), best first, those of a named 항
+        before the rest of their article (see ``query_engine.section_refs``)."""
         if not refs:
             return []
         filtered = _all_of(expr, section_expression(refs))
-        found = await self._search_both(vector, terms, filtered)
-        dense, sparse = await self._current(*(_in_force(hits, as_of) for hits in found))
+        found = await self._search_both(search.vector, search.terms, filtered)
+        dense, sparse, _ = await self._in_force(search, found, filtered)
+        dense, sparse = await self._current(dense, sparse)
         ranked = fuse(dense, sparse, self._config)
         return sorted(ranked, key=lambda n: not names_clause(_section(n), refs))  # stable
 
@@ -265,10 +281,6 @@ def _settle(*futures: asyncio.Future[Any]) -> None:
 def _retrieve_outcome(future: asyncio.Future[Any]) -> None:
     if not future.cancelled():
         future.exception()
-
-
-def _in_force(hits: Sequence[Hit], as_of: date) -> list[Hit]:
-    return [hit for hit in hits if in_force(hit, as_of)]
 
 
 def _all_of(*expressions: str) -> str:

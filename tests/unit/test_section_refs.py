@@ -16,6 +16,7 @@ from llama_index.core.schema import QueryBundle
 from indexing import schema
 from indexing.embedding import Embedder
 from indexing.store import ChunkStore, Hit
+from query_engine import dated_versions
 from query_engine.retrieval import HybridRetriever, RetrievalConfig
 from query_engine.section_refs import ArticleRef, article_references, section_expression
 
@@ -182,6 +183,25 @@ def test_superseded_versions_are_searched_away_and_take_no_slot() -> None:
     # a hit out of its window (v2025 before 2025-03-01) makes the search run again filtered
     assert '<= "2025-02-28"' not in store.dense_exprs[0]
     assert '<= "2025-02-28"' in store.dense_exprs[1]
+
+
+class ExpiredAfterSupersededStore(VersionedStore):
+    """Searched again without the superseded version, a document that expired before the date
+    shows up (it ranked below the candidates until then); a filtered search honours windows."""
+
+    def _hits(self, expr: str, dense: bool) -> list[Hit]:
+        found = super()._hits(expr, dense)
+        if "not in" in expr:
+            found.append(hit("expired", 0.75 if dense else -0.75, effective_to="2025-01-31"))
+        if "effective_" in expr:
+            found = [h for h in found if dated_versions.in_force(h, date(2025, 3, 1))]
+        return found
+
+
+def test_hits_out_of_force_stay_out_of_the_search_after_superseded_versions() -> None:
+    store = ExpiredAfterSupersededStore()
+    assert ids("일비는?", store, as_of=date(2025, 3, 1)) == ["new", "other"]
+    assert "effective_" not in store.dense_exprs[0]  # the first search found none out of force
 
 
 def test_article_pinning_can_be_turned_off_by_environment(monkeypatch: pytest.MonkeyPatch) -> None:
